@@ -1,0 +1,3 @@
+//! The file system: finding SavedVariables files and accounts, writing safely.
+
+pub mod files;

@@ -1,0 +1,11 @@
+//! svsync: reads, validates, merges and writes GuildHelper's WoW SavedVariables files, moving
+//! the shared guild data between two accounts through the addon's chunked, checksummed sync
+//! pipeline.
+//!
+//! Data flows one way: file bytes -> [`lua`] values (with spans) -> typed tables -> pipeline ->
+//! merge -> values -> splice -> file.
+
+pub mod fsio;
+pub mod lua;
+pub mod model;
+pub mod validate;

@@ -1,0 +1,871 @@
+//! Parser for SavedVariables files: a sequence of `Name = value` statements over the data
+//! subset of Lua 5.1.
+//!
+//! The parser is iterative (an explicit stack of open tables), so no input can overflow the
+//! thread's stack, and linear in the size of the input. It checks every byte of the file but
+//! only keeps the tables the caller asks for ([`Keep`]); everything else is recorded as a span.
+
+use std::borrow::Cow;
+
+use super::diag::{ErrorCode, ParseError, Position};
+use super::lexer::{Lexer, Tok, Token};
+use super::limits::{Codegen, Constant, Exp, FIELDS_PER_FLUSH, Limits, MAX_TABLE_DEPTH, Overflow};
+use super::number::numeral_value;
+use super::syntax::{Document, Field, FieldKey, Global, Kind, Node, Span};
+use super::text::{decode_long, decode_quoted};
+
+/// Which tables to keep in the tree. The whole file is checked either way.
+#[derive(Debug, Clone, Copy)]
+pub enum Keep<'p> {
+    /// Keep every table.
+    All,
+    /// Keep only the top-level statements (tables become spans).
+    Nothing,
+    /// Keep the tables along these key paths and everything under their ends. A path is a global
+    /// name followed by string keys, e.g. `["GuildHelper_SavedVariables", "sharedData"]`.
+    /// At most 64 paths.
+    Paths(&'p [&'p [&'p str]]),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ParseOptions<'p> {
+    pub keep: Keep<'p>,
+    pub limits: Limits,
+}
+
+impl Default for ParseOptions<'_> {
+    fn default() -> Self {
+        ParseOptions {
+            keep: Keep::All,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Parses a whole file and keeps every table.
+pub fn parse(src: &[u8]) -> Result<Document<'_>, ParseError> {
+    parse_with(src, &ParseOptions::default())
+}
+
+/// Parses a whole file, keeping what `options.keep` asks for.
+pub fn parse_with<'a>(
+    src: &'a [u8],
+    options: &ParseOptions<'_>,
+) -> Result<Document<'a>, ParseError> {
+    if src.len() > options.limits.max_file_size {
+        return Err(ParseError::new(
+            0,
+            ErrorCode::TooLarge,
+            format!(
+                "the file is {} bytes; svsync reads files up to {} bytes",
+                src.len(),
+                options.limits.max_file_size
+            ),
+        ));
+    }
+    let paths: &[&[&str]] = match options.keep {
+        Keep::Paths(p) => &p[..p.len().min(64)],
+        _ => &[],
+    };
+    let mut parser = Parser {
+        lexer: Lexer::new(src),
+        codegen: Codegen::new(options.limits.lua_compiler_limits),
+        keep: options.keep,
+        paths,
+        frames: Vec::new(),
+        scratch: Vec::new(),
+        fields: Vec::new(),
+        globals: Vec::new(),
+    };
+    parser.chunk()?;
+    Ok(Document {
+        src,
+        globals: parser.globals,
+        fields: parser.fields,
+    })
+}
+
+/// Which part of a table is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeepState {
+    All,
+    /// On the way to a kept path: `mask` has the paths still matching, `depth` the next key.
+    Prefix {
+        depth: usize,
+        mask: u64,
+    },
+    None,
+}
+
+/// Where a table being parsed goes when it closes.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Global {
+        name: Span,
+    },
+    Field {
+        key: FieldKey,
+        restore_reg: Option<u32>,
+    },
+}
+
+struct Frame<'a> {
+    open: usize,
+    mark: usize,
+    keep: KeepState,
+    depth: u32,
+    table_reg: u32,
+    pending: Option<Exp<'a>>,
+    to_store: u32,
+    slot: Slot,
+}
+
+struct Parser<'a, 'p> {
+    lexer: Lexer<'a>,
+    codegen: Codegen<'a>,
+    keep: Keep<'p>,
+    paths: &'p [&'p [&'p str]],
+    frames: Vec<Frame<'a>>,
+    scratch: Vec<Field>,
+    fields: Vec<Field>,
+    globals: Vec<Global>,
+}
+
+enum Step {
+    FieldStart,
+    AfterField,
+    StatementDone,
+}
+
+const RESERVED: &[&[u8]] = &[
+    b"and",
+    b"break",
+    b"do",
+    b"else",
+    b"elseif",
+    b"end",
+    b"false",
+    b"for",
+    b"function",
+    b"if",
+    b"in",
+    b"local",
+    b"nil",
+    b"not",
+    b"or",
+    b"repeat",
+    b"return",
+    b"then",
+    b"true",
+    b"until",
+    b"while",
+];
+
+fn span(start: usize, end: usize) -> Span {
+    // The file size is bounded below 4 GiB, so offsets fit.
+    Span {
+        start: start as u32,
+        end: end as u32,
+    }
+}
+
+impl<'a> Parser<'a, '_> {
+    fn src(&self) -> &'a [u8] {
+        self.lexer.src()
+    }
+
+    fn next(&mut self) -> Result<Token, ParseError> {
+        self.lexer.next_token()
+    }
+
+    fn token_text(&self, tok: &Token) -> Cow<'a, str> {
+        String::from_utf8_lossy(&self.src()[tok.start..tok.end])
+    }
+
+    fn chunk(&mut self) -> Result<(), ParseError> {
+        let mut after_statement = false;
+        loop {
+            let tok = self.next()?;
+            match tok.tok {
+                Tok::Eof => return Ok(()),
+                Tok::Semi if after_statement => {
+                    after_statement = false;
+                    continue;
+                }
+                Tok::Name => {}
+                _ => return Err(self.statement_start_error(&tok, after_statement)),
+            }
+            self.statement(tok)?;
+            after_statement = true;
+        }
+    }
+
+    fn statement_start_error(&self, tok: &Token, after_statement: bool) -> ParseError {
+        if tok.start == 0 && self.src().starts_with(b"\xEF\xBB\xBF") {
+            return ParseError::new(
+                0,
+                ErrorCode::Unexpected,
+                "the file starts with a byte order mark (EF BB BF), which Lua 5.1 cannot read; \
+                 save it as UTF-8 without a BOM",
+            );
+        }
+        if after_statement
+            && matches!(
+                tok.tok,
+                Tok::Op | Tok::Minus | Tok::LParen | Tok::Str { .. } | Tok::LBrace
+            )
+        {
+            return ParseError::new(
+                tok.start,
+                ErrorCode::Expression,
+                format!(
+                    "`{}` after a value: SavedVariables files hold plain values, not \
+                     expressions or calls",
+                    self.token_text(tok)
+                ),
+            );
+        }
+        ParseError::new(
+            tok.start,
+            ErrorCode::Unexpected,
+            format!(
+                "unexpected `{}`: every statement of a SavedVariables file has the form \
+                 `Name = value`",
+                self.token_text(tok)
+            ),
+        )
+    }
+
+    fn statement(&mut self, name_tok: Token) -> Result<(), ParseError> {
+        let name = &self.src()[name_tok.start..name_tok.end];
+        if RESERVED.contains(&name) {
+            return Err(ParseError::new(
+                name_tok.start,
+                ErrorCode::Statement,
+                format!(
+                    "`{}` statements are not allowed: a SavedVariables file may only contain \
+                     lines of the form `Name = value`",
+                    String::from_utf8_lossy(name)
+                ),
+            ));
+        }
+        self.codegen.free_reg = 0;
+        self.constant(name_tok.start, Constant::Str(Cow::Borrowed(name)))?;
+        let assign = self.next()?;
+        match assign.tok {
+            Tok::Assign => {}
+            Tok::Comma => {
+                return Err(ParseError::new(
+                    assign.start,
+                    ErrorCode::Statement,
+                    "assigning several names at once is not allowed: write one `Name = value` \
+                     per line",
+                ));
+            }
+            Tok::LParen | Tok::Str { .. } | Tok::LBrace => {
+                return Err(ParseError::new(
+                    name_tok.start,
+                    ErrorCode::Expression,
+                    format!(
+                        "`{}` is called like a function: SavedVariables files hold plain \
+                         values, not code",
+                        String::from_utf8_lossy(name)
+                    ),
+                ));
+            }
+            Tok::Eof => return Err(self.truncated(assign.start)),
+            _ => {
+                return Err(ParseError::new(
+                    assign.start,
+                    ErrorCode::Statement,
+                    format!(
+                        "expected `=` after `{}`, found `{}`",
+                        String::from_utf8_lossy(name),
+                        self.token_text(&assign)
+                    ),
+                ));
+            }
+        }
+        let name_span = span(name_tok.start, name_tok.end);
+        let keep = self.global_keep(name);
+        let value_tok = self.next()?;
+        if value_tok.tok == Tok::LBrace {
+            self.open_table(value_tok.start, keep, 0, Slot::Global { name: name_span })?;
+            return self.tables();
+        }
+        let (node, exp) = self.scalar(value_tok, false)?;
+        self.with_overflow(value_tok.start, |cg| cg.load_into_register(exp))?;
+        self.globals.push(Global {
+            name: name_span,
+            value: node,
+        });
+        Ok(())
+    }
+
+    /// Runs until the outermost open table of the current statement is closed.
+    fn tables(&mut self) -> Result<(), ParseError> {
+        let mut step = Step::FieldStart;
+        loop {
+            step = match step {
+                Step::FieldStart => self.field_start()?,
+                Step::AfterField => self.after_field()?,
+                Step::StatementDone => return Ok(()),
+            };
+        }
+    }
+
+    fn field_start(&mut self) -> Result<Step, ParseError> {
+        let tok = self.next()?;
+        if tok.tok == Tok::RBrace {
+            return self.close_table(tok);
+        }
+        if tok.tok == Tok::Eof {
+            return Err(self.truncated(tok.start));
+        }
+        self.close_list_field(tok.start)?;
+        let frame = self
+            .frames
+            .last()
+            .expect("a table is open while fields are parsed");
+        if frame.depth > MAX_TABLE_DEPTH {
+            return Err(ParseError::new(
+                tok.start,
+                ErrorCode::TooDeep,
+                format!(
+                    "tables are nested more than {MAX_TABLE_DEPTH} levels deep here; Lua 5.1 \
+                     refuses to load such a file (chunk has too many syntax levels)"
+                ),
+            ));
+        }
+        match tok.tok {
+            Tok::LBracket => {
+                let key_tok = self.next()?;
+                let (key_node, key_exp) = self.scalar(key_tok, true)?;
+                self.expect(Tok::RBracket, "`]` after the key")?;
+                self.expect(Tok::Assign, "`=` after `[key]`")?;
+                let restore = self.codegen.free_reg;
+                self.with_overflow(key_tok.start, |cg| cg.use_as_operand(key_exp))?;
+                let key_text = self.key_bytes(key_node);
+                self.field_value(FieldKey::Bracket(key_node), Some(restore), key_text)
+            }
+            Tok::Name => {
+                let name = &self.src()[tok.start..tok.end];
+                if matches!(name, b"true" | b"false" | b"nil") {
+                    return self.positional(tok);
+                }
+                let after = self.next()?;
+                if after.tok != Tok::Assign {
+                    // A name that is not a key is a name used as a value.
+                    return Err(self.name_error(tok, after));
+                }
+                if RESERVED.contains(&name) {
+                    return Err(ParseError::new(
+                        tok.start,
+                        ErrorCode::Unexpected,
+                        format!(
+                            "`{0}` is a reserved word of Lua and cannot be a key without \
+                             brackets: write `[\"{0}\"] =`",
+                            String::from_utf8_lossy(name)
+                        ),
+                    ));
+                }
+                let restore = self.codegen.free_reg;
+                let index = self.constant(tok.start, Constant::Str(Cow::Borrowed(name)))?;
+                self.with_overflow(tok.start, |cg| cg.use_as_operand(Exp::Str(index)))?;
+                self.field_value(
+                    FieldKey::Name(span(tok.start, tok.end)),
+                    Some(restore),
+                    Some(Cow::Borrowed(name)),
+                )
+            }
+            _ => self.positional(tok),
+        }
+    }
+
+    fn positional(&mut self, tok: Token) -> Result<Step, ParseError> {
+        if tok.tok == Tok::LBrace {
+            let keep = self.child_keep(None);
+            self.open_table(
+                tok.start,
+                keep,
+                self.depth(),
+                Slot::Field {
+                    key: FieldKey::Positional,
+                    restore_reg: None,
+                },
+            )?;
+            return Ok(Step::FieldStart);
+        }
+        let (node, exp) = self.scalar(tok, false)?;
+        self.finish_field(FieldKey::Positional, None, node, exp, tok.start)
+    }
+
+    fn field_value(
+        &mut self,
+        key: FieldKey,
+        restore_reg: Option<u32>,
+        key_text: Option<Cow<'a, [u8]>>,
+    ) -> Result<Step, ParseError> {
+        let tok = self.next()?;
+        if tok.tok == Tok::LBrace {
+            let keep = self.child_keep(key_text.as_deref());
+            self.open_table(
+                tok.start,
+                keep,
+                self.depth(),
+                Slot::Field { key, restore_reg },
+            )?;
+            return Ok(Step::FieldStart);
+        }
+        let (node, exp) = self.scalar(tok, false)?;
+        self.finish_field(key, restore_reg, node, exp, tok.start)
+    }
+
+    fn finish_field(
+        &mut self,
+        key: FieldKey,
+        restore_reg: Option<u32>,
+        node: Node,
+        exp: Exp<'a>,
+        at: usize,
+    ) -> Result<Step, ParseError> {
+        match restore_reg {
+            Some(reg) => {
+                self.with_overflow(at, |cg| cg.use_as_operand(exp))?;
+                self.codegen.free_reg = reg;
+            }
+            None => {
+                let frame = self.frames.last_mut().expect("a table is open");
+                frame.pending = Some(exp);
+                frame.to_store += 1;
+            }
+        }
+        let frame = self.frames.last().expect("a table is open");
+        if frame.keep != KeepState::None {
+            self.scratch.push(Field { key, value: node });
+        }
+        Ok(Step::AfterField)
+    }
+
+    fn after_field(&mut self) -> Result<Step, ParseError> {
+        let tok = self.next()?;
+        match tok.tok {
+            Tok::Comma | Tok::Semi => Ok(Step::FieldStart),
+            Tok::RBrace => self.close_table(tok),
+            Tok::Eof => Err(self.truncated(tok.start)),
+            Tok::Op | Tok::Minus => Err(ParseError::new(
+                tok.start,
+                ErrorCode::Expression,
+                format!(
+                    "operator `{}` is not allowed: SavedVariables files hold plain values, \
+                     not expressions",
+                    self.token_text(&tok)
+                ),
+            )),
+            _ => Err(ParseError::new(
+                tok.start,
+                ErrorCode::Unexpected,
+                format!(
+                    "expected `,` or `}}` after this field, found `{}`",
+                    self.token_text(&tok)
+                ),
+            )),
+        }
+    }
+
+    /// `closelistfield`: the previous array item moves into a register; 50 pending items are
+    /// stored and their registers freed.
+    fn close_list_field(&mut self, at: usize) -> Result<(), ParseError> {
+        let frame = self.frames.last_mut().expect("a table is open");
+        let Some(pending) = frame.pending.take() else {
+            return Ok(());
+        };
+        let flush = frame.to_store == FIELDS_PER_FLUSH;
+        let table_reg = frame.table_reg;
+        if flush {
+            frame.to_store = 0;
+        }
+        self.with_overflow(at, |cg| cg.load_into_register(pending))?;
+        if flush {
+            self.codegen.free_reg = table_reg + 1;
+        }
+        Ok(())
+    }
+
+    fn open_table(
+        &mut self,
+        at: usize,
+        keep: KeepState,
+        parent_depth: u32,
+        slot: Slot,
+    ) -> Result<(), ParseError> {
+        let table_reg = self.codegen.free_reg;
+        self.with_overflow(at, |cg| cg.reserve(1))?;
+        self.frames.push(Frame {
+            open: at,
+            mark: self.scratch.len(),
+            keep,
+            depth: parent_depth + 1,
+            table_reg,
+            pending: None,
+            to_store: 0,
+            slot,
+        });
+        Ok(())
+    }
+
+    fn close_table(&mut self, rbrace: Token) -> Result<Step, ParseError> {
+        let frame = self.frames.pop().expect("a table is open");
+        // `lastlistfield`
+        if frame.to_store > 0
+            && let Some(pending) = frame.pending
+        {
+            self.with_overflow(rbrace.start, |cg| cg.load_into_register(pending))?;
+        }
+        self.codegen.free_reg = frame.table_reg + 1;
+        let kind = if frame.keep == KeepState::None {
+            Kind::Skipped
+        } else {
+            let first = self.fields.len() as u32;
+            let len = (self.scratch.len() - frame.mark) as u32;
+            self.fields.extend(self.scratch.drain(frame.mark..));
+            Kind::Table { first, len }
+        };
+        let node = Node {
+            span: span(frame.open, rbrace.end),
+            kind,
+        };
+        match frame.slot {
+            Slot::Global { name } => {
+                self.globals.push(Global { name, value: node });
+                Ok(Step::StatementDone)
+            }
+            Slot::Field { key, restore_reg } => {
+                self.finish_field(key, restore_reg, node, Exp::InRegister, rbrace.start)
+            }
+        }
+    }
+
+    fn depth(&self) -> u32 {
+        self.frames.last().map_or(0, |f| f.depth)
+    }
+
+    fn expect(&mut self, want: Tok, what: &str) -> Result<Token, ParseError> {
+        let tok = self.next()?;
+        if tok.tok == want {
+            return Ok(tok);
+        }
+        if tok.tok == Tok::Eof {
+            return Err(self.truncated(tok.start));
+        }
+        Err(ParseError::new(
+            tok.start,
+            ErrorCode::Unexpected,
+            format!("expected {what}, found `{}`", self.token_text(&tok)),
+        ))
+    }
+
+    /// A value that is not a table. `as_key` is set for `[key]`, where nil and tables are
+    /// refused.
+    fn scalar(&mut self, tok: Token, as_key: bool) -> Result<(Node, Exp<'a>), ParseError> {
+        match tok.tok {
+            Tok::Str {
+                open,
+                close,
+                long,
+                escaped,
+            } => {
+                let body = &self.src()[tok.start + open as usize..tok.end - close as usize];
+                let bytes = match (long, escaped) {
+                    (_, false) => Cow::Borrowed(body),
+                    (true, true) => decode_long(body),
+                    (false, true) => decode_quoted(body),
+                };
+                let index = self.constant(tok.start, Constant::Str(bytes))?;
+                let node = Node {
+                    span: span(tok.start, tok.end),
+                    kind: Kind::Str {
+                        open,
+                        close,
+                        long,
+                        escaped,
+                    },
+                };
+                Ok((node, Exp::Str(index)))
+            }
+            Tok::Number => {
+                let value = numeral_value(&self.src()[tok.start..tok.end]).unwrap_or(0.0);
+                let node = Node {
+                    span: span(tok.start, tok.end),
+                    kind: Kind::Number {
+                        digits: tok.start as u32,
+                    },
+                };
+                Ok((node, Exp::Lazy(Constant::number(value))))
+            }
+            Tok::Minus => self.negative(tok),
+            Tok::Name => self.name_value(tok),
+            Tok::LBrace if as_key => Err(ParseError::new(
+                tok.start,
+                ErrorCode::TableKey,
+                "a table cannot be used as a key in a SavedVariables file",
+            )),
+            Tok::Eof => Err(self.truncated(tok.start)),
+            _ => Err(ParseError::new(
+                tok.start,
+                ErrorCode::Unexpected,
+                format!("expected a value, found `{}`", self.token_text(&tok)),
+            )),
+        }
+        .and_then(|(node, exp)| {
+            if as_key && node.kind == Kind::Nil {
+                Err(ParseError::new(
+                    tok.start,
+                    ErrorCode::NilKey,
+                    "`nil` cannot be a key: Lua fails with \"table index is nil\" and the game \
+                     would not load this file",
+                ))
+            } else {
+                Ok((node, exp))
+            }
+        })
+    }
+
+    fn negative(&mut self, minus: Token) -> Result<(Node, Exp<'a>), ParseError> {
+        let tok = self.next()?;
+        match tok.tok {
+            Tok::Number => {
+                let value = numeral_value(&self.src()[tok.start..tok.end]).unwrap_or(0.0);
+                let node = Node {
+                    span: span(minus.start, tok.end),
+                    kind: Kind::Number {
+                        digits: tok.start as u32,
+                    },
+                };
+                Ok((node, Exp::Lazy(Constant::number(-value))))
+            }
+            Tok::Name => {
+                let name = &self.src()[tok.start..tok.end];
+                let after = self.lexer.pos;
+                let call = self.next().map(|t| t.tok == Tok::LParen).unwrap_or(false);
+                self.lexer.pos = after;
+                let message = if name == b"nan" && call {
+                    "`-nan(ind)` is how a broken number was saved: Lua cannot evaluate it, so \
+                     the game would fail to load this whole file and reset the addon's data"
+                        .to_string()
+                } else if name == b"inf" || name == b"nan" {
+                    format!(
+                        "`-{}` is not a number Lua can read: the game would fail to load this \
+                         whole file and reset the addon's data",
+                        String::from_utf8_lossy(name)
+                    )
+                } else {
+                    format!(
+                        "`-{}`: a minus sign must be followed by a number",
+                        String::from_utf8_lossy(name)
+                    )
+                };
+                Err(ParseError::new(
+                    minus.start,
+                    ErrorCode::NameAsValue,
+                    message,
+                ))
+            }
+            Tok::Eof => Err(self.truncated(tok.start)),
+            _ => Err(ParseError::new(
+                minus.start,
+                ErrorCode::Expression,
+                "a minus sign must be followed by a number: SavedVariables files hold plain \
+                 values, not expressions",
+            )),
+        }
+    }
+
+    /// A name where a value is expected: `true`, `false` and `nil` are values, every other name
+    /// is an error that says what the game would do with it.
+    fn name_value(&mut self, tok: Token) -> Result<(Node, Exp<'a>), ParseError> {
+        let (kind, constant) = match &self.src()[tok.start..tok.end] {
+            b"true" => (Kind::Bool(true), Constant::Bool(true)),
+            b"false" => (Kind::Bool(false), Constant::Bool(false)),
+            b"nil" => (Kind::Nil, Constant::Nil),
+            _ => {
+                let pos = self.lexer.pos;
+                let after = self.next().unwrap_or(Token {
+                    tok: Tok::Eof,
+                    start: pos,
+                    end: pos,
+                });
+                self.lexer.pos = pos;
+                return Err(self.name_error(tok, after));
+            }
+        };
+        let node = Node {
+            span: span(tok.start, tok.end),
+            kind,
+        };
+        Ok((node, Exp::Lazy(constant)))
+    }
+
+    /// The error for a name used as a value, saying what the game would do with it.
+    fn name_error(&self, tok: Token, after: Token) -> ParseError {
+        let name = &self.src()[tok.start..tok.end];
+        let shown = String::from_utf8_lossy(name);
+        let message = if name == b"nan" && after.tok == Tok::LParen {
+            "`nan(...)` is how a broken number was saved: Lua cannot evaluate it, so the game \
+             would fail to load this whole file and reset the addon's data"
+                .to_string()
+        } else if name == b"inf" || name == b"nan" {
+            format!(
+                "`{shown}` is not a number Lua can read: the game would load it as nil and the \
+                 value would be lost"
+            )
+        } else if name == b"function" {
+            "functions cannot be stored in a SavedVariables file".to_string()
+        } else if matches!(after.tok, Tok::LParen | Tok::Str { .. } | Tok::LBrace) {
+            format!(
+                "`{shown}` is called like a function: SavedVariables files hold plain values, \
+                 not code"
+            )
+        } else if after.tok == Tok::Op && self.src().get(after.start) == Some(&b'.') {
+            format!(
+                "`{shown}.` reads another variable (such as `math.huge`): the game would not \
+                 load that as a value"
+            )
+        } else {
+            format!(
+                "`{shown}` is a name, not a value: SavedVariables files can only contain nil, \
+                 true, false, numbers, text and tables (a name loads as nil and the value \
+                 would be lost)"
+            )
+        };
+        ParseError::new(tok.start, ErrorCode::NameAsValue, message)
+    }
+
+    fn key_bytes(&self, key: Node) -> Option<Cow<'a, [u8]>> {
+        match key.kind {
+            Kind::Str {
+                open, close, long, ..
+            } => {
+                let body =
+                    &self.src()[(key.span.start + open) as usize..(key.span.end - close) as usize];
+                Some(if long {
+                    decode_long(body)
+                } else {
+                    decode_quoted(body)
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn global_keep(&self, name: &[u8]) -> KeepState {
+        match self.keep {
+            Keep::All => KeepState::All,
+            Keep::Nothing => KeepState::None,
+            Keep::Paths(_) => {
+                let all = if self.paths.len() >= 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << self.paths.len()) - 1
+                };
+                self.match_paths(
+                    KeepState::Prefix {
+                        depth: 0,
+                        mask: all,
+                    },
+                    Some(name),
+                )
+            }
+        }
+    }
+
+    fn child_keep(&self, key: Option<&[u8]>) -> KeepState {
+        let parent = self.frames.last().map_or(KeepState::None, |f| f.keep);
+        self.match_paths(parent, key)
+    }
+
+    fn match_paths(&self, parent: KeepState, key: Option<&[u8]>) -> KeepState {
+        let KeepState::Prefix { depth, mask } = parent else {
+            return parent;
+        };
+        let Some(key) = key else {
+            return KeepState::None;
+        };
+        let mut next = 0u64;
+        for (i, path) in self.paths.iter().enumerate() {
+            if mask & (1 << i) == 0 || path.get(depth).map(|k| k.as_bytes()) != Some(key) {
+                continue;
+            }
+            if path.len() == depth + 1 {
+                return KeepState::All;
+            }
+            next |= 1 << i;
+        }
+        if next == 0 {
+            KeepState::None
+        } else {
+            KeepState::Prefix {
+                depth: depth + 1,
+                mask: next,
+            }
+        }
+    }
+
+    fn constant(&mut self, at: usize, k: Constant<'a>) -> Result<u32, ParseError> {
+        self.codegen.constant(k).map_err(|o| self.overflow(at, o))
+    }
+
+    fn with_overflow(
+        &mut self,
+        at: usize,
+        f: impl FnOnce(&mut Codegen<'a>) -> Result<(), Overflow>,
+    ) -> Result<(), ParseError> {
+        f(&mut self.codegen).map_err(|o| self.overflow(at, o))
+    }
+
+    fn overflow(&self, at: usize, what: Overflow) -> ParseError {
+        match what {
+            Overflow::Registers => ParseError::new(
+                at,
+                ErrorCode::TooComplex,
+                format!(
+                    "too many values are pending in the tables open here (Lua 5.1 has {} \
+                     registers per file); Lua 5.1 refuses to load it (function or expression \
+                     too complex)",
+                    super::limits::MAX_REGISTERS
+                ),
+            ),
+            Overflow::Constants => ParseError::new(
+                at,
+                ErrorCode::TooManyConstants,
+                format!(
+                    "the file has more than {} distinct strings and numbers; Lua 5.1 refuses \
+                     to load it (constant table overflow)",
+                    super::limits::MAX_CONSTANTS
+                ),
+            ),
+        }
+    }
+
+    fn truncated(&self, at: usize) -> ParseError {
+        let message = match self.frames.first() {
+            Some(outer) => {
+                let name = match outer.slot {
+                    Slot::Global { name } => {
+                        String::from_utf8_lossy(&self.src()[name.range()]).into_owned()
+                    }
+                    Slot::Field { .. } => "a table".to_string(),
+                };
+                let line = Position::of(self.src(), outer.open).line;
+                format!(
+                    "the file ends before `{name}` (opened at line {line}) is closed: it looks \
+                     cut off, as when the game crashes while saving"
+                )
+            }
+            None => "the file ends in the middle of a statement: it looks cut off, as when the \
+                     game crashes while saving"
+                .to_string(),
+        };
+        ParseError::new(at, ErrorCode::Truncated, message)
+    }
+}

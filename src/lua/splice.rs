@@ -1,0 +1,332 @@
+//! Replacing values inside a SavedVariables file while every other byte stays identical.
+//!
+//! A path names a value by a global and string keys, e.g. `GuildHelper_SavedVariables` ->
+//! `sharedDataRemote` -> `roster`. An existing value is replaced in place (its span is
+//! rewritten, nothing around it); a missing one is added as a new last field of the deepest
+//! table that exists, in the file's layout.
+
+use super::lexer::{Lexer, Tok};
+use super::syntax::{Document, Kind, Node};
+use super::value::{Key, LuaValue, Table};
+use super::write::{Indent, Layout, WriteError, write_key, write_value};
+
+/// A value's place: a global and the string keys below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyPath<'p> {
+    pub global: &'p str,
+    pub keys: &'p [&'p str],
+}
+
+impl std::fmt::Display for KeyPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.global)?;
+        for k in self.keys {
+            write!(f, ".{k}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpliceError {
+    #[error("`{0}` is not defined in the file")]
+    MissingGlobal(String),
+    #[error("`{0}` is not a table, so nothing can be stored under it")]
+    NotATable(String),
+    #[error("`{0}` was not kept when the file was parsed")]
+    NotKept(String),
+    #[error("two edits overlap at `{0}`")]
+    Overlap(String),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+/// A set of replacements on one document, applied together.
+pub struct Splicer<'d, 'a> {
+    doc: &'d Document<'a>,
+    layout: Layout,
+    edits: Vec<Edit>,
+}
+
+struct Edit {
+    start: usize,
+    end: usize,
+    text: Vec<u8>,
+    path: String,
+}
+
+impl<'d, 'a> Splicer<'d, 'a> {
+    pub fn new(doc: &'d Document<'a>, layout: Layout) -> Self {
+        Splicer {
+            doc,
+            layout,
+            edits: Vec::new(),
+        }
+    }
+
+    /// Sets the value at `path`: replaces it if present, adds it (and any missing tables on the
+    /// way) if not. The global itself must exist and be a table when `keys` is not empty.
+    pub fn set(&mut self, path: KeyPath<'_>, value: &LuaValue) -> Result<(), SpliceError> {
+        let doc = self.doc;
+        let global = doc
+            .global(path.global)
+            .ok_or_else(|| SpliceError::MissingGlobal(path.global.to_string()))?;
+        let Some((last, parents)) = path.keys.split_last() else {
+            let mut text = Vec::new();
+            write_value(&mut text, value, self.layout, 0)?;
+            return self.push(global.value.span.range(), text, path);
+        };
+        let mut table = global.value;
+        let mut depth = 0usize;
+        let mut walked = vec![path.global];
+        for (i, key) in parents.iter().chain(std::iter::once(last)).enumerate() {
+            self.check_table(table, &walked)?;
+            let is_last = i == parents.len();
+            match doc.get(table, key.as_bytes()) {
+                Some(field) if is_last => {
+                    let mut text = Vec::new();
+                    write_value(&mut text, value, self.layout, depth + 1)?;
+                    return self.push(field.value.span.range(), text, path);
+                }
+                Some(field) => {
+                    table = field.value;
+                    depth += 1;
+                    walked.push(key);
+                }
+                None => {
+                    // Build the missing tail as nested tables and add it to this table.
+                    let mut nested = value.clone();
+                    for k in path.keys[i + 1..].iter().rev() {
+                        nested = LuaValue::Table(Table::from_entries([(Key::str(k), nested)]));
+                    }
+                    return self.insert(table, depth, key, &nested, path);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_table(&self, node: Node, walked: &[&str]) -> Result<(), SpliceError> {
+        match node.kind {
+            Kind::Table { .. } => Ok(()),
+            Kind::Skipped => Err(SpliceError::NotKept(walked.join("."))),
+            _ => Err(SpliceError::NotATable(walked.join("."))),
+        }
+    }
+
+    /// Adds `["key"] = value,` as the last field of `table`, whose own line is at `depth`.
+    fn insert(
+        &mut self,
+        table: Node,
+        depth: usize,
+        key: &str,
+        value: &LuaValue,
+        path: KeyPath<'_>,
+    ) -> Result<(), SpliceError> {
+        let src = self.doc.src();
+        let nl = self.layout.line_ending.as_bytes();
+        let close = table.span.end as usize - 1;
+        let mut field = Vec::new();
+        self.indent(&mut field, depth + 1);
+        write_key(&mut field, &Key::str(key)).map_err(WriteError::from)?;
+        field.extend_from_slice(b" = ");
+        write_value(&mut field, value, self.layout, depth + 1)?;
+        field.push(b',');
+
+        // A separator after the last field if it has none (the client always writes one).
+        if let Some(last) = self.doc.fields(table).last() {
+            let end = last.value.span.end as usize;
+            if !next_token_is_separator(&src[end..close]) {
+                self.push(end..end, b",".to_vec(), path)?;
+            }
+        }
+        let line_start = src[..close]
+            .iter()
+            .rposition(|&b| b != b' ' && b != b'\t')
+            .map_or(0, |i| i + 1);
+        let brace_on_own_line = line_start > 0 && matches!(src[line_start - 1], b'\n' | b'\r');
+        let mut text = Vec::new();
+        if brace_on_own_line {
+            text.extend_from_slice(&field);
+            text.extend_from_slice(nl);
+            self.push(line_start..line_start, text, path)
+        } else {
+            text.extend_from_slice(nl);
+            text.extend_from_slice(&field);
+            text.extend_from_slice(nl);
+            self.indent(&mut text, depth);
+            self.push(close..close, text, path)
+        }
+    }
+
+    fn indent(&self, out: &mut Vec<u8>, depth: usize) {
+        if self.layout.indent == Indent::Tabs {
+            out.extend(std::iter::repeat_n(b'\t', depth));
+        }
+    }
+
+    fn push(
+        &mut self,
+        range: std::ops::Range<usize>,
+        text: Vec<u8>,
+        path: KeyPath<'_>,
+    ) -> Result<(), SpliceError> {
+        self.edits.push(Edit {
+            start: range.start,
+            end: range.end,
+            text,
+            path: path.to_string(),
+        });
+        Ok(())
+    }
+
+    /// The file with every edit applied. Edits must not overlap (an insertion may touch a
+    /// replacement's boundary).
+    pub fn finish(mut self) -> Result<Vec<u8>, SpliceError> {
+        // Stable: insertions at one point keep the order they were made in.
+        self.edits.sort_by_key(|e| (e.start, e.end));
+        let src = self.doc.src();
+        let added: usize = self.edits.iter().map(|e| e.text.len()).sum();
+        let mut out = Vec::with_capacity(src.len() + added);
+        let mut at = 0;
+        for edit in &self.edits {
+            if edit.start < at {
+                return Err(SpliceError::Overlap(edit.path.clone()));
+            }
+            out.extend_from_slice(&src[at..edit.start]);
+            out.extend_from_slice(&edit.text);
+            at = edit.end;
+        }
+        out.extend_from_slice(&src[at..]);
+        Ok(out)
+    }
+}
+
+/// Whether the first token in `between` (the text after a field, up to the closing brace) is
+/// a field separator. Uses the lexer, so comments of every kind are skipped exactly.
+fn next_token_is_separator(between: &[u8]) -> bool {
+    matches!(
+        Lexer::new(between).next_token().map(|t| t.tok),
+        Ok(Tok::Comma | Tok::Semi)
+    )
+}
+
+/// Replaces or adds one value; see [`Splicer::set`].
+pub fn splice(
+    doc: &Document<'_>,
+    path: KeyPath<'_>,
+    value: &LuaValue,
+    layout: Layout,
+) -> Result<Vec<u8>, SpliceError> {
+    let mut splicer = Splicer::new(doc, layout);
+    splicer.set(path, value)?;
+    splicer.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lua::parse;
+
+    fn gh(keys: &'static [&'static str]) -> KeyPath<'static> {
+        KeyPath { global: "GH", keys }
+    }
+
+    #[test]
+    fn replaces_in_place() {
+        let src =
+            b"\nGH = {\n\t[\"a\"] = 1,\n\t[\"b\"] = {\n\t\t\"x\", -- [1]\n\t},\n}\nOther = 5\n";
+        let doc = parse(src).unwrap();
+        let layout = Layout::detect(src);
+        let out = splice(
+            &doc,
+            gh(&["b"]),
+            &LuaValue::Table(Table::array([LuaValue::str("y")])),
+            layout,
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\nGH = {\n\t[\"a\"] = 1,\n\t[\"b\"] = {\n\t\t\"y\", -- [1]\n\t},\n}\nOther = 5\n"
+        );
+    }
+
+    #[test]
+    fn inserts_before_closing_brace() {
+        let src = b"\r\nGH = {\r\n[\"a\"] = 1,\r\n}\r\n";
+        let doc = parse(src).unwrap();
+        let out = splice(
+            &doc,
+            gh(&["r"]),
+            &LuaValue::Table(Table::new()),
+            Layout::detect(src),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            b"\r\nGH = {\r\n[\"a\"] = 1,\r\n[\"r\"] = {\r\n},\r\n}\r\n".to_vec()
+        );
+    }
+
+    #[test]
+    fn inserts_nested_path_and_missing_separator() {
+        let src = b"GH = { a = 1 }";
+        let doc = parse(src).unwrap();
+        let out = splice(
+            &doc,
+            gh(&["x", "y"]),
+            &LuaValue::Bool(true),
+            Layout::default(),
+        )
+        .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(out, "GH = { a = 1, \n[\"x\"] = {\n[\"y\"] = true,\n},\n}");
+        assert!(parse(out.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn separator_after_a_long_comment_is_found() {
+        let src = b"GH = {\n[\"a\"] = 1 --[[ note ]],\n}\n";
+        let doc = parse(src).unwrap();
+        let out = splice(&doc, gh(&["b"]), &LuaValue::Bool(true), Layout::default()).unwrap();
+        assert_eq!(
+            out,
+            b"GH = {\n[\"a\"] = 1 --[[ note ]],\n[\"b\"] = true,\n}\n".to_vec()
+        );
+    }
+
+    #[test]
+    fn several_edits_at_once() {
+        let src = b"GH = {\n[\"a\"] = 1,\n[\"b\"] = 2,\n}\n";
+        let doc = parse(src).unwrap();
+        let mut s = Splicer::new(&doc, Layout::default());
+        s.set(gh(&["b"]), &LuaValue::str("B")).unwrap();
+        s.set(gh(&["a"]), &LuaValue::str("A")).unwrap();
+        s.set(gh(&["c"]), &LuaValue::str("C")).unwrap();
+        assert_eq!(
+            String::from_utf8(s.finish().unwrap()).unwrap(),
+            "GH = {\n[\"a\"] = \"A\",\n[\"b\"] = \"B\",\n[\"c\"] = \"C\",\n}\n"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let doc = parse(b"GH = 5").unwrap();
+        assert_eq!(
+            splice(&doc, gh(&["a"]), &LuaValue::Bool(true), Layout::default()),
+            Err(SpliceError::NotATable("GH".into()))
+        );
+        assert_eq!(
+            splice(
+                &doc,
+                KeyPath {
+                    global: "Nope",
+                    keys: &["a"]
+                },
+                &LuaValue::Bool(true),
+                Layout::default()
+            ),
+            Err(SpliceError::MissingGlobal("Nope".into()))
+        );
+    }
+}

@@ -1,0 +1,522 @@
+//! Owned Lua values: what a table means once the file has run.
+//!
+//! The syntax tree says how a file is written; a [`LuaValue`] says what Lua would hold after
+//! loading it. Numbers keep their original text (sixteen-digit floats do not always round-trip,
+//! so unchanged numbers are written back exactly as read), strings are bytes, and a table keeps
+//! its entries in the order they first appear in the file.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use super::syntax::{Document, FieldKey, Kind, Node, Span};
+
+/// A Lua number: its value, and the text it was read from (if it was read).
+#[derive(Debug, Clone)]
+pub struct Number {
+    value: f64,
+    text: Option<Box<str>>,
+}
+
+impl Number {
+    /// A number svsync creates: written as the shortest text that reads back the same.
+    pub fn new(value: f64) -> Number {
+        Number { value, text: None }
+    }
+
+    /// A number read from a file, with its original text (sign included).
+    pub fn with_text(value: f64, text: impl Into<Box<str>>) -> Number {
+        Number {
+            value,
+            text: Some(text.into()),
+        }
+    }
+
+    pub fn value(&self) -> f64 {
+        self.value
+    }
+
+    pub fn text(&self) -> Option<&str> {
+        self.text.as_deref()
+    }
+
+    /// The value as an integer, when it is one.
+    pub fn as_integer(&self) -> Option<i64> {
+        let v = self.value;
+        (v.fract() == 0.0 && v.abs() < 9.007_199_254_740_992e15).then_some(v as i64)
+    }
+
+    fn key_bits(&self) -> u64 {
+        // -0 and 0 are one key in Lua.
+        if self.value == 0.0 {
+            0
+        } else {
+            self.value.to_bits()
+        }
+    }
+}
+
+impl PartialEq for Number {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+
+/// A key of a Lua table. Nil and NaN cannot be keys; tables are refused by the reader.
+#[derive(Debug, Clone)]
+pub enum Key {
+    Str(Vec<u8>),
+    Num(Number),
+    Bool(bool),
+}
+
+impl Key {
+    pub fn str(s: impl AsRef<[u8]>) -> Key {
+        Key::Str(s.as_ref().to_vec())
+    }
+
+    pub fn int(i: i64) -> Key {
+        Key::Num(Number::new(i as f64))
+    }
+
+    pub fn as_str(&self) -> Option<&[u8]> {
+        match self {
+            Key::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The positive integer this key is, if it is one (array indices).
+    pub fn as_index(&self) -> Option<usize> {
+        match self {
+            Key::Num(n) => n.as_integer().filter(|&i| i >= 1).map(|i| i as usize),
+            _ => None,
+        }
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Key::Str(a), Key::Str(b)) => a == b,
+            (Key::Num(a), Key::Num(b)) => a.key_bits() == b.key_bits(),
+            (Key::Bool(a), Key::Bool(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Key {}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            Key::Str(s) => {
+                0u8.hash(state);
+                s.hash(state);
+            }
+            Key::Num(n) => {
+                1u8.hash(state);
+                n.key_bits().hash(state);
+            }
+            Key::Bool(b) => {
+                2u8.hash(state);
+                b.hash(state);
+            }
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Key::Str(s) => write!(f, "{}", String::from_utf8_lossy(s)),
+            Key::Num(n) => match n.text() {
+                Some(t) => f.write_str(t),
+                None => write!(f, "{}", n.value()),
+            },
+            Key::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// A Lua value that can be stored in a table (nil is the absence of a value).
+#[derive(Debug, Clone)]
+pub enum LuaValue {
+    Bool(bool),
+    Number(Number),
+    Str(Vec<u8>),
+    Table(Table),
+}
+
+impl LuaValue {
+    pub fn str(s: impl AsRef<[u8]>) -> LuaValue {
+        LuaValue::Str(s.as_ref().to_vec())
+    }
+
+    pub fn as_table(&self) -> Option<&Table> {
+        match self {
+            LuaValue::Table(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn as_table_mut(&mut self) -> Option<&mut Table> {
+        match self {
+            LuaValue::Table(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&[u8]> {
+        match self {
+            LuaValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_number(&self) -> Option<&Number> {
+        match self {
+            LuaValue::Number(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            LuaValue::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// The Lua type name, for messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            LuaValue::Bool(_) => "boolean",
+            LuaValue::Number(_) => "number",
+            LuaValue::Str(_) => "string",
+            LuaValue::Table(_) => "table",
+        }
+    }
+}
+
+/// Lua equality for data: numbers by value, strings by bytes, tables by content (regardless of
+/// the order their entries were written in).
+impl PartialEq for LuaValue {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (LuaValue::Bool(a), LuaValue::Bool(b)) => a == b,
+            (LuaValue::Number(a), LuaValue::Number(b)) => a == b,
+            (LuaValue::Str(a), LuaValue::Str(b)) => a == b,
+            (LuaValue::Table(a), LuaValue::Table(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// A Lua table: entries in first-appearance order, each key once.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    entries: Vec<(Key, LuaValue)>,
+}
+
+impl Table {
+    pub fn new() -> Table {
+        Table::default()
+    }
+
+    /// A table of these entries; a key given twice keeps its last value in its first place.
+    pub fn from_entries(entries: impl IntoIterator<Item = (Key, LuaValue)>) -> Table {
+        let mut t = Table::new();
+        for (k, v) in entries {
+            t.insert(k, v);
+        }
+        t
+    }
+
+    /// A sequence `{v1, v2, ...}`.
+    pub fn array(values: impl IntoIterator<Item = LuaValue>) -> Table {
+        Table {
+            entries: values
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| (Key::int(i as i64 + 1), v))
+                .collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &LuaValue)> {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn entries(&self) -> &[(Key, LuaValue)] {
+        &self.entries
+    }
+
+    pub fn into_entries(self) -> Vec<(Key, LuaValue)> {
+        self.entries
+    }
+
+    pub fn get(&self, key: &Key) -> Option<&LuaValue> {
+        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn get_mut(&mut self, key: &Key) -> Option<&mut LuaValue> {
+        self.entries
+            .iter_mut()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+
+    /// The value under a string key.
+    pub fn get_str(&self, key: &str) -> Option<&LuaValue> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// Sets a key, keeping its place if it exists.
+    pub fn insert(&mut self, key: Key, value: LuaValue) {
+        match self.entries.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.entries.push((key, value)),
+        }
+    }
+
+    pub fn remove(&mut self, key: &Key) -> Option<LuaValue> {
+        let at = self.entries.iter().position(|(k, _)| k == key)?;
+        Some(self.entries.remove(at).1)
+    }
+
+    /// `n` such that keys `1..=n` are all present and `n + 1` is not: the array part a writer
+    /// emits as a pure sequence.
+    pub fn sequence_len(&self) -> usize {
+        let mut present = vec![false; self.entries.len() + 1];
+        for (k, _) in &self.entries {
+            if let Some(i) = k.as_index().filter(|&i| i <= self.entries.len()) {
+                present[i] = true;
+            }
+        }
+        present[1..].iter().take_while(|&&p| p).count()
+    }
+}
+
+impl PartialEq for Table {
+    fn eq(&self, other: &Self) -> bool {
+        if self.entries.len() != other.entries.len() {
+            return false;
+        }
+        if self.entries.len() <= 16 {
+            return self.entries.iter().all(|(k, v)| other.get(k) == Some(v));
+        }
+        let index: HashMap<&Key, &LuaValue> = other.entries.iter().map(|(k, v)| (k, v)).collect();
+        self.entries.iter().all(|(k, v)| index.get(k) == Some(&v))
+    }
+}
+
+/// A value was asked for that the parser was told not to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the table at bytes {}..{} was not kept by the parser", .0.start, .0.end)]
+pub struct NotKept(pub Span);
+
+impl Document<'_> {
+    /// What a value is after Lua runs the file; `None` for nil.
+    ///
+    /// Table constructors follow Lua 5.1 exactly: keyed fields are stored as they are met, array
+    /// items in batches of 50 (so an array item overrides a keyed field with the same index in
+    /// its batch), and a nil value removes its key.
+    pub fn value(&self, node: Node) -> Result<Option<LuaValue>, NotKept> {
+        Ok(Some(match node.kind {
+            Kind::Nil => return Ok(None),
+            Kind::Bool(b) => LuaValue::Bool(b),
+            Kind::Number { .. } => LuaValue::Number(self.number_value(node)),
+            Kind::Str { .. } => {
+                LuaValue::Str(self.string(node).map(Cow::into_owned).unwrap_or_default())
+            }
+            Kind::Skipped => return Err(NotKept(node.span)),
+            Kind::Table { .. } => LuaValue::Table(self.table_value(node)?),
+        }))
+    }
+
+    fn number_value(&self, node: Node) -> Number {
+        let value = self.number(node).unwrap_or(0.0);
+        match self.number_text(node) {
+            Some(text) => Number::with_text(value, text.as_ref()),
+            None => Number::new(value),
+        }
+    }
+
+    fn key(&self, node: Node) -> Option<Key> {
+        match node.kind {
+            Kind::Bool(b) => Some(Key::Bool(b)),
+            Kind::Number { .. } => Some(Key::Num(self.number_value(node))),
+            Kind::Str { .. } => self.string(node).map(|s| Key::Str(s.into_owned())),
+            _ => None,
+        }
+    }
+
+    fn table_value(&self, node: Node) -> Result<Table, NotKept> {
+        let fields = self.fields(node);
+        let mut builder = TableBuilder::new(fields.len());
+        let mut pending: Vec<(usize, Option<LuaValue>)> = Vec::new();
+        let mut next_index = 1usize;
+        let mut previous_positional = false;
+        for field in fields {
+            if previous_positional && pending.len() == super::limits::FIELDS_PER_FLUSH as usize {
+                for (i, v) in pending.drain(..) {
+                    builder.set(Key::int(i as i64), v);
+                }
+            }
+            let value = self.value(field.value)?;
+            match field.key {
+                FieldKey::Positional => {
+                    pending.push((next_index, value));
+                    next_index += 1;
+                    previous_positional = true;
+                    continue;
+                }
+                FieldKey::Name(span) => builder.set(Key::Str(self.text(span).to_vec()), value),
+                FieldKey::Bracket(key) => {
+                    if let Some(key) = self.key(key) {
+                        builder.set(key, value);
+                    }
+                }
+            }
+            previous_positional = false;
+        }
+        for (i, v) in pending {
+            builder.set(Key::int(i as i64), v);
+        }
+        Ok(builder.finish())
+    }
+}
+
+/// Builds a table with Lua's assignment semantics, indexing keys once the table is large.
+struct TableBuilder {
+    entries: Vec<Option<(Key, LuaValue)>>,
+    index: HashMap<Key, usize>,
+}
+
+impl TableBuilder {
+    fn new(capacity: usize) -> Self {
+        TableBuilder {
+            entries: Vec::with_capacity(capacity),
+            index: HashMap::with_capacity(capacity),
+        }
+    }
+
+    fn set(&mut self, key: Key, value: Option<LuaValue>) {
+        match (self.index.get(&key).copied(), value) {
+            (Some(at), Some(v)) => {
+                if let Some(slot) = &mut self.entries[at] {
+                    slot.1 = v;
+                }
+            }
+            (Some(at), None) => {
+                self.entries[at] = None;
+                self.index.remove(&key);
+            }
+            (None, Some(v)) => {
+                self.index.insert(key.clone(), self.entries.len());
+                self.entries.push(Some((key, v)));
+            }
+            (None, None) => {}
+        }
+    }
+
+    fn finish(self) -> Table {
+        Table {
+            entries: self.entries.into_iter().flatten().collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lua::parse;
+
+    fn global(src: &str) -> LuaValue {
+        let doc = parse(src.as_bytes()).unwrap();
+        let g = doc.global("X").unwrap();
+        doc.value(g.value).unwrap().unwrap()
+    }
+
+    #[test]
+    fn positional_items_win_within_their_batch() {
+        let t = global("X = {[1] = 'a', 'b'}");
+        assert_eq!(
+            t.as_table().unwrap().get(&Key::int(1)),
+            Some(&LuaValue::str("b"))
+        );
+        let t = global("X = {'b', [1] = 'a'}");
+        assert_eq!(
+            t.as_table().unwrap().get(&Key::int(1)),
+            Some(&LuaValue::str("b"))
+        );
+    }
+
+    #[test]
+    fn keyed_field_after_a_flush_wins() {
+        let items: Vec<String> = (1..=50).map(|i| i.to_string()).collect();
+        let src = format!("X = {{{}, [1] = 'late'}}", items.join(","));
+        let t = global(&src);
+        assert_eq!(
+            t.as_table().unwrap().get(&Key::int(1)),
+            Some(&LuaValue::str("late"))
+        );
+    }
+
+    #[test]
+    fn nil_removes_and_holes_stay_holes() {
+        let t = global("X = {a = 1, a = nil, 'x', nil, 'z'}");
+        let t = t.as_table().unwrap();
+        assert_eq!(t.get_str("a"), None);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.sequence_len(), 1);
+    }
+
+    #[test]
+    fn number_keys_normalize() {
+        let t = global("X = {[1.0] = 'a', [0x2] = 'b', [-0] = 'z'}");
+        let t = t.as_table().unwrap();
+        assert_eq!(t.get(&Key::int(1)), Some(&LuaValue::str("a")));
+        assert_eq!(t.get(&Key::int(2)), Some(&LuaValue::str("b")));
+        assert_eq!(t.get(&Key::int(0)), Some(&LuaValue::str("z")));
+        assert_eq!(t.sequence_len(), 2);
+    }
+
+    #[test]
+    fn numbers_keep_their_text() {
+        let t = global("X = {1.50, -0x10, 2.288818359375e-05}");
+        let t = t.as_table().unwrap();
+        let texts: Vec<_> = t
+            .iter()
+            .map(|(_, v)| v.as_number().unwrap().text().unwrap().to_string())
+            .collect();
+        assert_eq!(texts, ["1.50", "-0x10", "2.288818359375e-05"]);
+        assert_eq!(
+            t.get(&Key::int(2)).unwrap().as_number().unwrap().value(),
+            -16.0
+        );
+    }
+
+    #[test]
+    fn tables_compare_by_content() {
+        assert_eq!(
+            global("X = {a = 1, b = {2}}"),
+            global("X = {b = {2.0}, a = 1}")
+        );
+        assert_ne!(global("X = {a = 1}"), global("X = {a = '1'}"));
+    }
+}

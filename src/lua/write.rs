@@ -1,0 +1,296 @@
+//! Writing values in the layout the WoW client uses.
+//!
+//! Two layouts are in the wild: the tabs era (before patch 10.2.7: tab indentation, array items
+//! followed by `-- [n]`) and the flat era (every line at column 0, no comments). Both use
+//! `["key"] = value,` for string keys, `[n] = value,` for other keys, a trailing comma on every
+//! field, the array part first, and `{` newline `}` for an empty table. Line endings are LF or
+//! CRLF, whatever the file already uses.
+
+use super::limits::MAX_TABLE_DEPTH;
+use super::number::{NumberError, format_number};
+use super::text::write_quoted;
+use super::value::{Key, LuaValue, Number, Table};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Indent {
+    /// Tab indentation and `-- [n]` after array items.
+    Tabs,
+    /// Everything at column 0 (the client since 10.2.7).
+    Flat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineEnding {
+    Lf,
+    CrLf,
+}
+
+impl LineEnding {
+    pub fn as_bytes(self) -> &'static [u8] {
+        match self {
+            LineEnding::Lf => b"\n",
+            LineEnding::CrLf => b"\r\n",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub indent: Indent,
+    pub line_ending: LineEnding,
+}
+
+impl Default for Layout {
+    /// The current client's layout.
+    fn default() -> Self {
+        Layout {
+            indent: Indent::Flat,
+            line_ending: LineEnding::Lf,
+        }
+    }
+}
+
+impl Layout {
+    /// The layout of an existing file: its first line break decides the line ending, the first
+    /// line inside a non-empty table decides the indentation. Files with neither get the
+    /// current client's layout.
+    pub fn detect(src: &[u8]) -> Layout {
+        let line_ending = match memchr::memchr(b'\n', src) {
+            Some(i) if i > 0 && src[i - 1] == b'\r' => LineEnding::CrLf,
+            _ => LineEnding::Lf,
+        };
+        let mut indent = Indent::Flat;
+        let mut previous_opens = false;
+        for line in src.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if previous_opens {
+                match line.first() {
+                    Some(b'\t') => {
+                        indent = Indent::Tabs;
+                        break;
+                    }
+                    Some(b'}') | None => {}
+                    Some(_) => break,
+                }
+            }
+            previous_opens = line.trim_ascii_end().ends_with(b"{");
+        }
+        Layout {
+            indent,
+            line_ending,
+        }
+    }
+}
+
+/// Why a value cannot be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Number(#[from] NumberError),
+    #[error(
+        "tables are nested more than {MAX_TABLE_DEPTH} levels deep; Lua 5.1 could not load the result"
+    )]
+    TooDeep,
+}
+
+/// Appends `value` as it appears after `key = `, for a field whose line is indented `depth`
+/// levels (its own fields go one level deeper, its closing brace at `depth`).
+pub fn write_value(
+    out: &mut Vec<u8>,
+    value: &LuaValue,
+    layout: Layout,
+    depth: usize,
+) -> Result<(), WriteError> {
+    Writer { out, layout }.value(value, depth)
+}
+
+/// A whole file: the leading empty line the client writes, then `Name = value` per global
+/// (`Name = nil` for `None`).
+pub fn write_file(
+    globals: &[(&str, Option<&LuaValue>)],
+    layout: Layout,
+) -> Result<Vec<u8>, WriteError> {
+    let mut out = Vec::new();
+    let nl = layout.line_ending.as_bytes();
+    out.extend_from_slice(nl);
+    for (name, value) in globals {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b" = ");
+        match value {
+            Some(v) => write_value(&mut out, v, layout, 0)?,
+            None => out.extend_from_slice(b"nil"),
+        }
+        out.extend_from_slice(nl);
+    }
+    Ok(out)
+}
+
+/// Appends a number's text: its original text if it has one, else the shortest round trip.
+pub fn write_number(out: &mut Vec<u8>, n: &Number) -> Result<(), NumberError> {
+    match n.text() {
+        Some(text) => out.extend_from_slice(text.as_bytes()),
+        None => out.extend_from_slice(format_number(n.value())?.as_bytes()),
+    }
+    Ok(())
+}
+
+/// Appends a key as the client writes it: `["text"]`, `[12]`, `[true]`.
+pub fn write_key(out: &mut Vec<u8>, key: &Key) -> Result<(), NumberError> {
+    out.push(b'[');
+    match key {
+        Key::Str(s) => write_quoted(out, s),
+        Key::Num(n) => write_number(out, n)?,
+        Key::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+    }
+    out.push(b']');
+    Ok(())
+}
+
+struct Writer<'o> {
+    out: &'o mut Vec<u8>,
+    layout: Layout,
+}
+
+impl Writer<'_> {
+    fn value(&mut self, value: &LuaValue, depth: usize) -> Result<(), WriteError> {
+        match value {
+            LuaValue::Bool(b) => self
+                .out
+                .extend_from_slice(if *b { b"true" } else { b"false" }),
+            LuaValue::Number(n) => write_number(self.out, n)?,
+            LuaValue::Str(s) => write_quoted(self.out, s),
+            LuaValue::Table(t) => self.table(t, depth)?,
+        }
+        Ok(())
+    }
+
+    fn indent(&mut self, depth: usize) {
+        if self.layout.indent == Indent::Tabs {
+            self.out.extend(std::iter::repeat_n(b'\t', depth));
+        }
+    }
+
+    fn newline(&mut self) {
+        self.out
+            .extend_from_slice(self.layout.line_ending.as_bytes());
+    }
+
+    fn table(&mut self, table: &Table, depth: usize) -> Result<(), WriteError> {
+        if depth >= MAX_TABLE_DEPTH as usize {
+            return Err(WriteError::TooDeep);
+        }
+        self.out.push(b'{');
+        self.newline();
+        let n = table.sequence_len();
+        let mut items: Vec<Option<&LuaValue>> = vec![None; n];
+        for (k, v) in table.iter() {
+            if let Some(i) = k.as_index().filter(|&i| i <= n) {
+                items[i - 1] = Some(v);
+            }
+        }
+        for (i, item) in items.into_iter().enumerate() {
+            // `sequence_len` guarantees every index up to n is present.
+            let Some(item) = item else { continue };
+            self.indent(depth + 1);
+            self.value(item, depth + 1)?;
+            self.out.push(b',');
+            if self.layout.indent == Indent::Tabs {
+                self.out
+                    .extend_from_slice(format!(" -- [{}]", i + 1).as_bytes());
+            }
+            self.newline();
+        }
+        for (k, v) in table.iter() {
+            if k.as_index().is_some_and(|i| i <= n) {
+                continue;
+            }
+            self.indent(depth + 1);
+            write_key(self.out, k)?;
+            self.out.extend_from_slice(b" = ");
+            self.value(v, depth + 1)?;
+            self.out.push(b',');
+            self.newline();
+        }
+        self.indent(depth);
+        self.out.push(b'}');
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> LuaValue {
+        LuaValue::Table(Table::from_entries([
+            (Key::int(1), LuaValue::str("a")),
+            (Key::int(2), LuaValue::Number(Number::new(2.5))),
+            (Key::str("k"), LuaValue::Table(Table::new())),
+            (Key::int(7), LuaValue::Bool(true)),
+        ]))
+    }
+
+    #[test]
+    fn tabs_layout() {
+        let layout = Layout {
+            indent: Indent::Tabs,
+            line_ending: LineEnding::Lf,
+        };
+        let out = write_file(&[("X", Some(&sample()))], layout).unwrap();
+        let expected =
+            "\nX = {\n\t\"a\", -- [1]\n\t2.5, -- [2]\n\t[\"k\"] = {\n\t},\n\t[7] = true,\n}\n";
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+
+    #[test]
+    fn flat_crlf_layout() {
+        let layout = Layout {
+            indent: Indent::Flat,
+            line_ending: LineEnding::CrLf,
+        };
+        let out = write_file(&[("X", Some(&sample())), ("Y", None)], layout).unwrap();
+        let expected =
+            "\r\nX = {\r\n\"a\",\r\n2.5,\r\n[\"k\"] = {\r\n},\r\n[7] = true,\r\n}\r\nY = nil\r\n";
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+
+    #[test]
+    fn kept_number_text_is_written_back() {
+        let mut out = Vec::new();
+        write_number(&mut out, &Number::with_text(0.1, "0.1000000014901161")).unwrap();
+        assert_eq!(out, b"0.1000000014901161");
+        assert!(write_number(&mut out, &Number::new(f64::INFINITY)).is_err());
+    }
+
+    #[test]
+    fn detects_layouts() {
+        assert_eq!(
+            Layout::detect(b"\r\nX = {\r\n\t[\"a\"] = 1,\r\n}\r\n"),
+            Layout {
+                indent: Indent::Tabs,
+                line_ending: LineEnding::CrLf
+            }
+        );
+        assert_eq!(
+            Layout::detect(b"\nX = {\n}\nY = {\n[\"a\"] = 1,\n}\n").indent,
+            Indent::Flat
+        );
+        assert_eq!(
+            Layout::detect(b"\nX = {\n}\nY = {\n\t1, -- [1]\n}\n").indent,
+            Indent::Tabs
+        );
+        assert_eq!(Layout::detect(b""), Layout::default());
+    }
+
+    #[test]
+    fn refuses_too_deep() {
+        let mut v = LuaValue::Table(Table::new());
+        for _ in 0..MAX_TABLE_DEPTH {
+            v = LuaValue::Table(Table::array([v]));
+        }
+        assert_eq!(
+            write_value(&mut Vec::new(), &v, Layout::default(), 0),
+            Err(WriteError::TooDeep)
+        );
+    }
+}
