@@ -149,9 +149,11 @@ mod tests {
         let severities: Vec<_> = found.iter().map(|f| f.0).collect();
         assert_eq!(
             severities,
-            [Severity::Error, Severity::Warning, Severity::Error]
+            [Severity::Warning, Severity::Error, Severity::Error]
         );
-        assert!(found[0].1.contains("sharedData.roster"));
+        assert!(found[0].1.contains("sharedData.news"));
+        assert!(found[1].1.contains("sharedData.roster"));
+        assert!(found[2].1.contains("sharedDataRemote"));
     }
 
     #[test]
