@@ -611,6 +611,15 @@ impl<'a> Parser<'a, '_> {
                 "a table cannot be used as a key in a SavedVariables file",
             )),
             Tok::Eof => Err(self.truncated(tok.start)),
+            Tok::Op | Tok::LParen => Err(ParseError::new(
+                tok.start,
+                ErrorCode::Expression,
+                format!(
+                    "`{}` starts an expression: SavedVariables files hold plain values, not \
+                     expressions",
+                    self.token_text(&tok)
+                ),
+            )),
             _ => Err(ParseError::new(
                 tok.start,
                 ErrorCode::Unexpected,
@@ -721,6 +730,9 @@ impl<'a> Parser<'a, '_> {
             )
         } else if name == b"function" {
             "functions cannot be stored in a SavedVariables file".to_string()
+        } else if name == b"not" {
+            "`not` starts an expression: SavedVariables files hold plain values, not expressions"
+                .to_string()
         } else if matches!(after.tok, Tok::LParen | Tok::Str { .. } | Tok::LBrace) {
             format!(
                 "`{shown}` is called like a function: SavedVariables files hold plain values, \
@@ -738,7 +750,12 @@ impl<'a> Parser<'a, '_> {
                  would be lost)"
             )
         };
-        ParseError::new(tok.start, ErrorCode::NameAsValue, message)
+        let code = if matches!(name, b"not" | b"function") {
+            ErrorCode::Expression
+        } else {
+            ErrorCode::NameAsValue
+        };
+        ParseError::new(tok.start, code, message)
     }
 
     fn key_bytes(&self, key: Node) -> Option<Cow<'a, [u8]>> {

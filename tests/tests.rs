@@ -1,0 +1,9 @@
+//! Integration tests: the library against a real Lua 5.1 and full_moon, and the `svsync`
+//! binary on the files in `testdata/`.
+
+mod support;
+
+mod lua_edge_cases;
+mod lua_limits;
+mod lua_reference;
+mod validate_cli;

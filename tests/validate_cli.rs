@@ -1,0 +1,129 @@
+//! `svsync validate` through the real binary, on the files in `testdata/`.
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+use crate::support::testdata;
+
+fn svsync() -> Command {
+    Command::cargo_bin("svsync").unwrap()
+}
+
+#[test]
+fn sample_tree_validates() {
+    let out = svsync()
+        .arg("validate")
+        .arg(testdata().join("WTF"))
+        .assert()
+        .success();
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(
+        stdout.contains("5 files checked: 0 errors, 0 warnings"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn every_real_world_file_validates() {
+    let mut cmd = svsync();
+    cmd.arg("validate");
+    for entry in std::fs::read_dir(testdata().join("realworld")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "lua") {
+            cmd.arg(path);
+        }
+    }
+    cmd.assert().success();
+}
+
+#[test]
+fn broken_file_exits_1_with_path_line_and_column() {
+    let file = testdata().join("realworld/broken/Stubby-1.lua");
+    let out = svsync().arg("validate").arg(&file).assert().code(1);
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let expected = format!("{}:9:26: error: ", file.display());
+    assert!(stdout.starts_with(&expected), "{stdout}");
+}
+
+#[test]
+fn missing_path_exits_2_with_a_sentence() {
+    let out = svsync().args(["validate", "no/such/WTF"]).assert().code(2);
+    let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert_eq!(stderr.trim(), "svsync: no/such/WTF: no such file or folder");
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    svsync().arg("validate").assert().code(2);
+    svsync()
+        .args(["validate", "--no-such-flag", "x"])
+        .assert()
+        .code(2);
+    svsync().arg("frobnicate").assert().code(2);
+}
+
+#[test]
+fn help_has_examples() {
+    let out = svsync().args(["validate", "--help"]).assert().success();
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(
+        stdout.contains("Examples:") && stdout.contains("svsync validate"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn json_has_exactly_the_documented_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let sv = dir.path().join("WTF/Account/ME/SavedVariables");
+    std::fs::create_dir_all(&sv).unwrap();
+    std::fs::write(sv.join("Good.lua"), "\nGood = {\n}\n").unwrap();
+    std::fs::write(sv.join("Bad.lua"), "\nBad = {\n  x = inf,\n}\n").unwrap();
+    std::fs::write(sv.join("Bad.lua.bak"), "not lua at all").unwrap();
+    std::fs::write(sv.join("GuildHelper.lua"), "\nGuildHelper_SavedVariables = {\n[\"sharedData\"] = {\n[\"news\"] = {\n\"oops\",\n},\n},\n}\n").unwrap();
+    let out = svsync()
+        .arg("validate")
+        .arg(dir.path())
+        .arg("--json")
+        .assert()
+        .code(1);
+    let doc: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let keys: Vec<&String> = doc.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["files", "errors", "warnings"]);
+    assert_eq!(doc["errors"], 1);
+    assert_eq!(doc["warnings"], 1);
+    let files = doc["files"].as_array().unwrap();
+    assert_eq!(files.len(), 3, "the .bak file is skipped");
+    for f in files {
+        let keys: Vec<&String> = f.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["path", "errors", "warnings"]);
+    }
+    let bad = files
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with("Bad.lua"))
+        .unwrap();
+    let error = &bad["errors"][0];
+    let keys: Vec<&String> = error.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["line", "column", "message"]);
+    assert_eq!(
+        (error["line"].as_u64(), error["column"].as_u64()),
+        (Some(3), Some(7))
+    );
+    let gh = files
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with("GuildHelper.lua"))
+        .unwrap();
+    assert_eq!(gh["warnings"][0]["line"], 5);
+}
+
+#[test]
+fn truncated_file_is_reported_not_half_read() {
+    let src =
+        std::fs::read(testdata().join("WTF/Account/ALPHA/SavedVariables/GuildHelper.lua")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("GuildHelper.lua");
+    std::fs::write(&file, &src[..src.len() / 2]).unwrap();
+    let out = svsync().arg("validate").arg(&file).assert().code(1);
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(stdout.contains("cut off"), "{stdout}");
+}
