@@ -368,9 +368,9 @@ proptest! {
     fn random_values_round_trip_through_lua51(v in value(), layout in prop::sample::select(layouts().to_vec())) {
         let file = write_file(&[("X", Some(&v))], layout).unwrap();
         let ours = our_globals(&file).unwrap();
-        prop_assert_eq!(ours.get(&b"X".to_vec()), Some(&v));
+        prop_assert_eq!(ours.get(b"X".as_slice()), Some(&v));
         let lua = lua51_globals(&file).unwrap();
-        prop_assert_eq!(lua.get(&b"X".to_vec()), Some(&v));
+        prop_assert_eq!(lua.get(b"X".as_slice()), Some(&v));
     }
 
     #[test]
