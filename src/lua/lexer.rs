@@ -326,7 +326,15 @@ impl<'a> Lexer<'a> {
         let mut i = start + 1;
         let mut escaped = false;
         loop {
-            let Some(&b) = src.get(i) else {
+            // Jump over plain text to the next byte that ends or interrupts it. A raw CR is
+            // rare, so it is looked for only in the stretch that was jumped over.
+            let rest = &src[i..];
+            let stop = memchr::memchr3(quote, b'\\', b'\n', rest);
+            let stretch = &rest[..stop.unwrap_or(rest.len())];
+            if let Some(cr) = memchr::memchr(b'\r', stretch) {
+                return Err(raw_line_break(i + cr, b'\r'));
+            }
+            let Some(n) = stop else {
                 return Err(ParseError::new(
                     start,
                     ErrorCode::UnfinishedString,
@@ -334,20 +342,9 @@ impl<'a> Lexer<'a> {
                      (it may have been cut off while the game was saving)",
                 ));
             };
-            if b == quote {
-                self.pos = i + 1;
-                return Ok(Token {
-                    tok: Tok::Str {
-                        open: 1,
-                        close: 1,
-                        long: false,
-                        escaped,
-                    },
-                    start,
-                    end: i + 1,
-                });
-            }
-            match b {
+            i += n;
+            match src[i] {
+                b'\n' => return Err(raw_line_break(i, b'\n')),
                 b'\\' => {
                     escaped = true;
                     i += 1;
@@ -378,17 +375,20 @@ impl<'a> Lexer<'a> {
                         i += 1;
                     }
                 }
-                b'\n' | b'\r' => {
-                    let message = if b == b'\r' {
-                        "a raw carriage return (byte 13) inside quoted text: Lua 5.1 reads it as \
-                         a line break and cannot load this file (it must be written as \\r)"
-                    } else {
-                        "this text is not closed before the end of the line: Lua 5.1 cannot \
-                         load this file (a line break inside text must be written as \\n)"
-                    };
-                    return Err(ParseError::new(i, ErrorCode::RawLineBreakInString, message));
+                _ => {
+                    // The closing quote.
+                    self.pos = i + 1;
+                    return Ok(Token {
+                        tok: Tok::Str {
+                            open: 1,
+                            close: 1,
+                            long: false,
+                            escaped,
+                        },
+                        start,
+                        end: i + 1,
+                    });
                 }
-                _ => i += 1,
             }
         }
     }
@@ -427,6 +427,17 @@ impl<'a> Lexer<'a> {
             end: i,
         })
     }
+}
+
+fn raw_line_break(at: usize, byte: u8) -> ParseError {
+    let message = if byte == b'\r' {
+        "a raw carriage return (byte 13) inside quoted text: Lua 5.1 reads it as a line break \
+         and cannot load this file (it must be written as \\r)"
+    } else {
+        "this text is not closed before the end of the line: Lua 5.1 cannot load this file \
+         (a line break inside text must be written as \\n)"
+    };
+    ParseError::new(at, ErrorCode::RawLineBreakInString, message)
 }
 
 fn too_large(at: usize) -> ParseError {

@@ -11,7 +11,10 @@
 
 use std::borrow::Cow;
 
-use rustc_hash::FxHashMap;
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use rustc_hash::{FxHashMap, FxHasher};
 
 /// `LUAI_MAXCCALLS`: the parser's nesting budget.
 pub const MAX_SYNTAX_LEVELS: u32 = 200;
@@ -46,17 +49,17 @@ impl Default for Limits {
     }
 }
 
-/// A constant of the compiled chunk: Lua keys its constant table by value.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum Constant<'a> {
-    Str(Cow<'a, [u8]>),
+/// A constant that is not a string (strings have their own map, looked up by bytes). Lua keys
+/// its constant table by value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Constant {
     /// The bits of the number, with -0 folded into 0 (they are one table key in Lua).
     Num(u64),
     Bool(bool),
     Nil,
 }
 
-impl Constant<'_> {
+impl Constant {
     pub fn number(value: f64) -> Self {
         let value = if value == 0.0 { 0.0 } else { value };
         Constant::Num(value.to_bits())
@@ -64,12 +67,13 @@ impl Constant<'_> {
 }
 
 /// How an expression stands in the compiler when it is used (`expdesc.k`).
-#[derive(Debug, Clone)]
-pub(crate) enum Exp<'a> {
-    /// A string: already in the constant table at this index (strings are added when parsed).
-    Str(u32),
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Exp {
+    /// A string: already in the constant table (strings are added when parsed); `fits_operand`
+    /// tells whether its index is small enough to be named by an instruction (`<= 255`).
+    Str { fits_operand: bool },
     /// A number, boolean or nil: becomes a constant (or a load) only when used.
-    Lazy(Constant<'a>),
+    Lazy(Constant),
     /// A table constructor: already in a register.
     InRegister,
 }
@@ -82,41 +86,152 @@ pub(crate) enum Overflow {
 }
 
 /// Replays the constant table and register use of `lcode.c`.
+///
+/// Only two facts about constants matter: whether a constant is one of the first 256 (its
+/// index then fits an instruction operand, which decides whether a key takes a register), and
+/// how many distinct constants there are (Lua 5.1 stops at 262,143). The first 256 are kept
+/// exactly, by value. Besides, a 64-bit hash of every constant is kept, which counts
+/// distinct constants without storing or comparing their bytes; a collision can only make that
+/// count smaller, so a count over the limit is certain, and a count that ends close to the limit
+/// is confirmed by an exact recount (see [`Codegen::needs_exact_recount`]).
+///
+/// Most files have fewer constant tokens than the limit, and then no overflow is possible: so
+/// hashes are only appended to a list until the number of tokens passes the limit, and the set
+/// that counts distinct values is built only then.
 pub(crate) struct Codegen<'a> {
     enabled: bool,
-    constants: FxHashMap<Constant<'a>, u32>,
+    first_strings: FxHashMap<Cow<'a, [u8]>, u32>,
+    first_others: FxHashMap<Constant, u32>,
+    /// Hashes of constants not among the first 256, while there may be too many to count.
+    hashes: Vec<u64>,
+    /// Distinct hashes, once `hashes` has more entries than the limit.
+    seen: Option<HashSet<u64, BuildHasherDefault<PassThrough>>>,
     pub free_reg: u32,
 }
 
+/// Constants whose index fits an instruction operand (`MAXINDEXRK + 1`).
+const FIRST: usize = MAX_INDEX_RK as usize + 1;
+
+/// How close to the limit a hashed count must come to be recounted exactly. Reaching the limit
+/// unnoticed would take this many 64-bit hash collisions in one file.
+const RECOUNT_MARGIN: usize = 64;
+
 impl<'a> Codegen<'a> {
-    pub fn new(enabled: bool) -> Self {
+    /// `expected_constants` sizes the hash set up front (it never grows past the limit).
+    pub fn new(enabled: bool, expected_constants: usize) -> Self {
+        let capacity = if enabled {
+            expected_constants.min(MAX_CONSTANTS as usize + 1)
+        } else {
+            0
+        };
         Codegen {
             enabled,
-            constants: FxHashMap::default(),
+            first_strings: FxHashMap::default(),
+            first_others: FxHashMap::default(),
+            hashes: Vec::with_capacity(capacity),
+            seen: None,
             free_reg: 0,
         }
     }
 
-    pub fn constant_count(&self) -> u32 {
-        self.constants.len() as u32
+    fn exact_count(&self) -> usize {
+        self.first_strings.len() + self.first_others.len()
     }
 
-    /// `addk`: the index of a constant, adding it if new.
-    pub fn constant(&mut self, k: Constant<'a>) -> Result<u32, Overflow> {
-        if !self.enabled {
-            return Ok(0);
+    /// At most this many distinct constants exist (exact below 256, and once counted by hash).
+    fn count_bound(&self) -> usize {
+        self.seen.as_ref().map_or(self.hashes.len(), HashSet::len)
+    }
+
+    /// Distinct constants so far (counting by hash, for tests).
+    #[cfg(test)]
+    pub fn constant_count(&self) -> usize {
+        let distinct: HashSet<u64> = self
+            .hashes
+            .iter()
+            .copied()
+            .chain(self.seen.iter().flatten().copied())
+            .collect();
+        distinct.len()
+    }
+
+    /// True when the hashed count ended within reach of the limit, where collisions could hide
+    /// an overflow: the caller then counts exactly.
+    pub fn needs_exact_recount(&self) -> bool {
+        self.enabled && self.count_bound() + RECOUNT_MARGIN > MAX_CONSTANTS as usize
+    }
+
+    /// Booleans and nils among the constants (only the first 256 can be such).
+    pub fn scalar_constants_in_first(&self) -> usize {
+        self.first_others
+            .keys()
+            .filter(|k| !matches!(k, Constant::Num(_)))
+            .count()
+    }
+
+    /// Counts a constant by its hash. Every constant is hashed, the first 256 too, so a constant
+    /// seen again after the first 256 were numbered (and not looked up in their exact maps) is
+    /// still counted once.
+    fn count_new(&mut self, hash: u64) -> Result<(), Overflow> {
+        let limit = MAX_CONSTANTS as usize;
+        if let Some(seen) = &mut self.seen {
+            if seen.insert(hash) && seen.len() > limit {
+                return Err(Overflow::Constants);
+            }
+            return Ok(());
         }
-        let next = self.constants.len() as u32;
-        match self.constants.entry(k) {
-            std::collections::hash_map::Entry::Occupied(e) => Ok(*e.get()),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                if next >= MAX_CONSTANTS {
-                    return Err(Overflow::Constants);
-                }
-                e.insert(next);
-                Ok(next)
+        self.hashes.push(hash);
+        if self.hashes.len() > limit {
+            // Enough tokens to overflow: from now on count distinct values.
+            let mut seen =
+                HashSet::with_capacity_and_hasher(limit + 1, BuildHasherDefault::default());
+            seen.extend(self.hashes.drain(..));
+            self.hashes = Vec::new();
+            let distinct = seen.len();
+            self.seen = Some(seen);
+            if distinct > limit {
+                return Err(Overflow::Constants);
             }
         }
+        Ok(())
+    }
+
+    /// `luaK_stringK` for a string with these bytes. Returns whether its index fits an operand;
+    /// that is only worked out when `need_index` is set (a key, or a keyed field's value) or
+    /// while the first 256 constants are being numbered. `owned` makes the key to keep.
+    pub fn string(
+        &mut self,
+        bytes: &[u8],
+        owned: impl FnOnce() -> Cow<'a, [u8]>,
+        need_index: bool,
+    ) -> Result<bool, Overflow> {
+        if !self.enabled {
+            return Ok(true);
+        }
+        let numbering = self.exact_count() < FIRST;
+        if (numbering || need_index) && self.first_strings.contains_key(bytes) {
+            return Ok(true);
+        }
+        self.count_new(hash_bytes(bytes))?;
+        if numbering {
+            let index = self.exact_count() as u32;
+            self.first_strings.insert(owned(), index);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// `addk` for numbers, booleans and nil.
+    pub fn constant(&mut self, k: Constant) -> Result<(), Overflow> {
+        if !self.enabled || self.first_others.contains_key(&k) {
+            return Ok(());
+        }
+        self.count_new(hash_constant(k))?;
+        if self.exact_count() < FIRST {
+            let index = self.exact_count() as u32;
+            self.first_others.insert(k, index);
+        }
+        Ok(())
     }
 
     /// `luaK_reserveregs`.
@@ -134,11 +249,11 @@ impl<'a> Codegen<'a> {
 
     /// `luaK_exp2RK`: an operand of SETTABLE; needs a register unless it is a constant with a
     /// small index.
-    pub fn use_as_operand(&mut self, e: Exp<'a>) -> Result<(), Overflow> {
+    pub fn use_as_operand(&mut self, e: Exp) -> Result<(), Overflow> {
         match e {
             Exp::InRegister => Ok(()),
-            Exp::Str(index) => {
-                if index <= MAX_INDEX_RK {
+            Exp::Str { fits_operand } => {
+                if fits_operand {
                     Ok(())
                 } else {
                     self.reserve(1)
@@ -146,8 +261,8 @@ impl<'a> Codegen<'a> {
             }
             Exp::Lazy(k) => {
                 // The test is on the size of the constant table, not on the index.
-                if self.constant_count() <= MAX_INDEX_RK {
-                    self.constant(k).map(|_| ())
+                if self.exact_count() < FIRST {
+                    self.constant(k)
                 } else {
                     if matches!(k, Constant::Num(_)) {
                         self.constant(k)?;
@@ -159,11 +274,11 @@ impl<'a> Codegen<'a> {
     }
 
     /// `luaK_exp2nextreg`: an array item (or a global's value) moved into the next register.
-    pub fn load_into_register(&mut self, e: Exp<'a>) -> Result<(), Overflow> {
+    pub fn load_into_register(&mut self, e: Exp) -> Result<(), Overflow> {
         match e {
             // Freed and taken again: no change.
             Exp::InRegister => Ok(()),
-            Exp::Str(_) => self.reserve(1),
+            Exp::Str { .. } => self.reserve(1),
             Exp::Lazy(k) => {
                 if matches!(k, Constant::Num(_)) {
                     self.constant(k)?;
@@ -174,31 +289,108 @@ impl<'a> Codegen<'a> {
     }
 }
 
+/// A 64-bit hash of a string constant's bytes (well mixed, so it can index a table as is).
+pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(bytes);
+    mix(h.finish() ^ (bytes.len() as u64).rotate_left(32))
+}
+
+fn hash_constant(k: Constant) -> u64 {
+    let (tag, bits) = match k {
+        Constant::Num(bits) => (1u64, bits),
+        Constant::Bool(b) => (2, u64::from(b)),
+        Constant::Nil => (3, 0),
+    };
+    mix(bits ^ tag.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// The SplitMix64 finalizer: every input bit affects every output bit.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A hasher for keys that are already hashes.
+#[derive(Default)]
+pub(crate) struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn constants_dedupe_by_value() {
-        let mut cg = Codegen::new(true);
-        assert_eq!(cg.constant(Constant::Str(Cow::Borrowed(b"a"))), Ok(0));
-        assert_eq!(cg.constant(Constant::number(1.0)), Ok(1));
-        assert_eq!(cg.constant(Constant::Str(Cow::Owned(b"a".to_vec()))), Ok(0));
-        assert_eq!(cg.constant(Constant::number(-0.0)), Ok(2));
-        assert_eq!(cg.constant(Constant::number(0.0)), Ok(2));
+        let mut cg = Codegen::new(true, 16);
+        assert_eq!(cg.string(b"a", || Cow::Borrowed(b"a"), true), Ok(true));
+        cg.constant(Constant::number(1.0)).unwrap();
+        assert_eq!(
+            cg.string(b"a", || Cow::Owned(b"a".to_vec()), true),
+            Ok(true)
+        );
+        cg.constant(Constant::number(-0.0)).unwrap();
+        cg.constant(Constant::number(0.0)).unwrap();
+        assert_eq!(cg.constant_count(), 3);
+    }
+
+    #[test]
+    fn only_the_first_256_constants_fit_an_operand() {
+        let mut cg = Codegen::new(true, 1000);
+        let names: Vec<Vec<u8>> = (0..300).map(|i| format!("k{i}").into_bytes()).collect();
+        for (i, n) in names.iter().enumerate() {
+            let fits = cg.string(n, || Cow::Owned(n.clone()), true).unwrap();
+            assert_eq!(fits, i < 256, "{i}");
+        }
+        // Seen again: the first ones still fit, later ones still do not.
+        assert_eq!(
+            cg.string(&names[3], || Cow::Owned(names[3].clone()), true),
+            Ok(true)
+        );
+        assert_eq!(
+            cg.string(&names[299], || Cow::Owned(names[299].clone()), true),
+            Ok(false)
+        );
+        assert_eq!(cg.constant_count(), 300);
     }
 
     #[test]
     fn registers_overflow_at_lua_bound() {
-        let mut cg = Codegen::new(true);
+        let mut cg = Codegen::new(true, 0);
         cg.reserve(MAX_REGISTERS - 1).unwrap();
         assert_eq!(cg.reserve(1), Err(Overflow::Registers));
     }
 
     #[test]
     fn disabled_model_never_overflows() {
-        let mut cg = Codegen::new(false);
+        let mut cg = Codegen::new(false, 0);
         cg.reserve(10_000).unwrap();
         assert_eq!(cg.constant_count(), 0);
+    }
+
+    #[test]
+    fn hashes_differ_for_near_identical_strings() {
+        let a =
+            hash_bytes(b"Skipping entry 199901010000001234 with matching lastUpdated timestamp.");
+        let b =
+            hash_bytes(b"Skipping entry 199901010000001235 with matching lastUpdated timestamp.");
+        assert_ne!(a, b);
+        assert_ne!(hash_bytes(b""), hash_constant(Constant::Nil));
     }
 }

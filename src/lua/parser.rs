@@ -6,13 +6,14 @@
 //! only keeps the tables the caller asks for ([`Keep`]); everything else is recorded as a span.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use super::diag::{ErrorCode, ParseError, Position};
 use super::lexer::{Lexer, Tok, Token};
 use super::limits::{Codegen, Constant, Exp, FIELDS_PER_FLUSH, Limits, MAX_TABLE_DEPTH, Overflow};
 use super::number::numeral_value;
 use super::syntax::{Document, Field, FieldKey, Global, Kind, Node, Span};
-use super::text::{decode_long, decode_quoted};
+use super::text::{decode_long, decode_quoted, decode_quoted_into};
 
 /// Which tables to keep in the tree. The whole file is checked either way.
 #[derive(Debug, Clone, Copy)]
@@ -69,20 +70,73 @@ pub fn parse_with<'a>(
     };
     let mut parser = Parser {
         lexer: Lexer::new(src),
-        codegen: Codegen::new(options.limits.lua_compiler_limits),
+        codegen: Codegen::new(options.limits.lua_compiler_limits, src.len() / 64),
         keep: options.keep,
         paths,
         frames: Vec::new(),
         scratch: Vec::new(),
+        scratch_bytes: Vec::new(),
         fields: Vec::new(),
         globals: Vec::new(),
     };
     parser.chunk()?;
+    if parser.codegen.needs_exact_recount() {
+        let first_scalars = parser.codegen.scalar_constants_in_first();
+        if let Some(at) = exact_constant_overflow(src, first_scalars) {
+            return Err(parser.overflow(at, Overflow::Constants));
+        }
+    }
     Ok(Document {
         src,
         globals: parser.globals,
         fields: parser.fields,
     })
+}
+
+/// Counts the constants of a valid file exactly, by value, and returns where the count first
+/// passes Lua 5.1's limit. Every name, string and number of a data file becomes a constant;
+/// `first_scalars` booleans and nils did too (they only can while fewer than 256 exist).
+fn exact_constant_overflow(src: &[u8], first_scalars: usize) -> Option<usize> {
+    let mut strings: HashSet<Cow<'_, [u8]>> = HashSet::new();
+    let mut numbers: HashSet<u64> = HashSet::new();
+    let mut lexer = Lexer::new(src);
+    let mut negative = false;
+    loop {
+        let tok = lexer.next_token().ok()?;
+        let new = match tok.tok {
+            Tok::Eof => return None,
+            Tok::Name => {
+                let name = &src[tok.start..tok.end];
+                !RESERVED.contains(&name) && strings.insert(Cow::Borrowed(name))
+            }
+            Tok::Str {
+                open, close, long, ..
+            } => {
+                let body = &src[tok.start + open as usize..tok.end - close as usize];
+                let bytes = if long {
+                    decode_long(body)
+                } else {
+                    decode_quoted(body)
+                };
+                strings.insert(bytes)
+            }
+            Tok::Number => {
+                let value = numeral_value(&src[tok.start..tok.end]).unwrap_or(0.0);
+                let value = if negative { -value } else { value };
+                let Constant::Num(bits) = Constant::number(value) else {
+                    return None;
+                };
+                numbers.insert(bits)
+            }
+            _ => false,
+        };
+        negative = tok.tok == Tok::Minus;
+        if new
+            && strings.len() + numbers.len() + first_scalars > super::limits::MAX_CONSTANTS as usize
+        {
+            return Some(tok.start);
+        }
+    }
 }
 
 /// Which part of a table is kept.
@@ -109,13 +163,13 @@ enum Slot {
     },
 }
 
-struct Frame<'a> {
+struct Frame {
     open: usize,
     mark: usize,
     keep: KeepState,
     depth: u32,
     table_reg: u32,
-    pending: Option<Exp<'a>>,
+    pending: Option<Exp>,
     to_store: u32,
     slot: Slot,
 }
@@ -125,10 +179,23 @@ struct Parser<'a, 'p> {
     codegen: Codegen<'a>,
     keep: Keep<'p>,
     paths: &'p [&'p [&'p str]],
-    frames: Vec<Frame<'a>>,
+    frames: Vec<Frame>,
     scratch: Vec<Field>,
+    /// Reused buffer for decoding escaped strings.
+    scratch_bytes: Vec<u8>,
     fields: Vec<Field>,
     globals: Vec<Global>,
+}
+
+/// Where a scalar value stands, which decides what Lua's compiler does with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// `[key]`: nil and tables are refused; an operand of SETTABLE.
+    Key,
+    /// The value of a keyed field: an operand of SETTABLE.
+    KeyedValue,
+    /// An array item or a global's value: loaded into a register.
+    Item,
 }
 
 enum Step {
@@ -250,7 +317,7 @@ impl<'a> Parser<'a, '_> {
             ));
         }
         self.codegen.free_reg = 0;
-        self.constant(name_tok.start, Constant::Str(Cow::Borrowed(name)))?;
+        self.string_constant(name_tok.start, name, false, false)?;
         let assign = self.next()?;
         match assign.tok {
             Tok::Assign => {}
@@ -293,7 +360,7 @@ impl<'a> Parser<'a, '_> {
             self.open_table(value_tok.start, keep, 0, Slot::Global { name: name_span })?;
             return self.tables();
         }
-        let (node, exp) = self.scalar(value_tok, false)?;
+        let (node, exp) = self.scalar(value_tok, Role::Item)?;
         self.with_overflow(value_tok.start, |cg| cg.load_into_register(exp))?;
         self.globals.push(Global {
             name: name_span,
@@ -340,7 +407,7 @@ impl<'a> Parser<'a, '_> {
         match tok.tok {
             Tok::LBracket => {
                 let key_tok = self.next()?;
-                let (key_node, key_exp) = self.scalar(key_tok, true)?;
+                let (key_node, key_exp) = self.scalar(key_tok, Role::Key)?;
                 self.expect(Tok::RBracket, "`]` after the key")?;
                 self.expect(Tok::Assign, "`=` after `[key]`")?;
                 let restore = self.codegen.free_reg;
@@ -370,8 +437,8 @@ impl<'a> Parser<'a, '_> {
                     ));
                 }
                 let restore = self.codegen.free_reg;
-                let index = self.constant(tok.start, Constant::Str(Cow::Borrowed(name)))?;
-                self.with_overflow(tok.start, |cg| cg.use_as_operand(Exp::Str(index)))?;
+                let fits_operand = self.string_constant(tok.start, name, false, true)?;
+                self.with_overflow(tok.start, |cg| cg.use_as_operand(Exp::Str { fits_operand }))?;
                 self.field_value(
                     FieldKey::Name(span(tok.start, tok.end)),
                     Some(restore),
@@ -396,7 +463,7 @@ impl<'a> Parser<'a, '_> {
             )?;
             return Ok(Step::FieldStart);
         }
-        let (node, exp) = self.scalar(tok, false)?;
+        let (node, exp) = self.scalar(tok, Role::Item)?;
         self.finish_field(FieldKey::Positional, None, node, exp, tok.start)
     }
 
@@ -417,7 +484,7 @@ impl<'a> Parser<'a, '_> {
             )?;
             return Ok(Step::FieldStart);
         }
-        let (node, exp) = self.scalar(tok, false)?;
+        let (node, exp) = self.scalar(tok, Role::KeyedValue)?;
         self.finish_field(key, restore_reg, node, exp, tok.start)
     }
 
@@ -426,7 +493,7 @@ impl<'a> Parser<'a, '_> {
         key: FieldKey,
         restore_reg: Option<u32>,
         node: Node,
-        exp: Exp<'a>,
+        exp: Exp,
         at: usize,
     ) -> Result<Step, ParseError> {
         match restore_reg {
@@ -565,9 +632,10 @@ impl<'a> Parser<'a, '_> {
         ))
     }
 
-    /// A value that is not a table. `as_key` is set for `[key]`, where nil and tables are
-    /// refused.
-    fn scalar(&mut self, tok: Token, as_key: bool) -> Result<(Node, Exp<'a>), ParseError> {
+    /// A value that is not a table.
+    fn scalar(&mut self, tok: Token, role: Role) -> Result<(Node, Exp), ParseError> {
+        let as_key = role == Role::Key;
+        let need_index = role != Role::Item;
         match tok.tok {
             Tok::Str {
                 open,
@@ -576,12 +644,16 @@ impl<'a> Parser<'a, '_> {
                 escaped,
             } => {
                 let body = &self.src()[tok.start + open as usize..tok.end - close as usize];
-                let bytes = match (long, escaped) {
-                    (_, false) => Cow::Borrowed(body),
-                    (true, true) => decode_long(body),
-                    (false, true) => decode_quoted(body),
+                let fits_operand = if long && escaped {
+                    // A long string with a CR: its line breaks become `\n` (rare).
+                    let decoded = decode_long(body).into_owned();
+                    let result =
+                        self.codegen
+                            .string(&decoded, || Cow::Owned(decoded.clone()), need_index);
+                    result.map_err(|o| self.overflow(tok.start, o))?
+                } else {
+                    self.string_constant(tok.start, body, escaped, need_index)?
                 };
-                let index = self.constant(tok.start, Constant::Str(bytes))?;
                 let node = Node {
                     span: span(tok.start, tok.end),
                     kind: Kind::Str {
@@ -591,7 +663,7 @@ impl<'a> Parser<'a, '_> {
                         escaped,
                     },
                 };
-                Ok((node, Exp::Str(index)))
+                Ok((node, Exp::Str { fits_operand }))
             }
             Tok::Number => {
                 let value = numeral_value(&self.src()[tok.start..tok.end]).unwrap_or(0.0);
@@ -640,7 +712,7 @@ impl<'a> Parser<'a, '_> {
         })
     }
 
-    fn negative(&mut self, minus: Token) -> Result<(Node, Exp<'a>), ParseError> {
+    fn negative(&mut self, minus: Token) -> Result<(Node, Exp), ParseError> {
         let tok = self.next()?;
         match tok.tok {
             Tok::Number => {
@@ -692,7 +764,7 @@ impl<'a> Parser<'a, '_> {
 
     /// A name where a value is expected: `true`, `false` and `nil` are values, every other name
     /// is an error that says what the game would do with it.
-    fn name_value(&mut self, tok: Token) -> Result<(Node, Exp<'a>), ParseError> {
+    fn name_value(&mut self, tok: Token) -> Result<(Node, Exp), ParseError> {
         let (kind, constant) = match &self.src()[tok.start..tok.end] {
             b"true" => (Kind::Bool(true), Constant::Bool(true)),
             b"false" => (Kind::Bool(false), Constant::Bool(false)),
@@ -828,8 +900,27 @@ impl<'a> Parser<'a, '_> {
         }
     }
 
-    fn constant(&mut self, at: usize, k: Constant<'a>) -> Result<u32, ParseError> {
-        self.codegen.constant(k).map_err(|o| self.overflow(at, o))
+    /// Adds a string constant; returns whether its index fits an operand (worked out only when
+    /// `need_index`). `body` is the raw body of a quoted string when `escaped`, else the bytes
+    /// themselves (borrowed from the file).
+    fn string_constant(
+        &mut self,
+        at: usize,
+        body: &'a [u8],
+        escaped: bool,
+        need_index: bool,
+    ) -> Result<bool, ParseError> {
+        let result = if escaped {
+            self.scratch_bytes.clear();
+            decode_quoted_into(body, &mut self.scratch_bytes);
+            let bytes = &self.scratch_bytes;
+            self.codegen
+                .string(bytes, || Cow::Owned(bytes.clone()), need_index)
+        } else {
+            self.codegen
+                .string(body, || Cow::Borrowed(body), need_index)
+        };
+        result.map_err(|o| self.overflow(at, o))
     }
 
     fn with_overflow(
@@ -884,5 +975,22 @@ impl<'a> Parser<'a, '_> {
                 .to_string(),
         };
         ParseError::new(at, ErrorCode::Truncated, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_recount_finds_the_overflowing_constant() {
+        let n = super::super::limits::MAX_CONSTANTS as usize;
+        // `X` plus n strings: one constant too many, the last string passes the limit.
+        let items: Vec<String> = (0..n).map(|i| format!("\"s{i}\"")).collect();
+        let src = format!("X = {{{}}}", items.join(","));
+        let last = src.rfind("\"s").unwrap();
+        assert_eq!(exact_constant_overflow(src.as_bytes(), 0), Some(last));
+        // Numbers count by signed value, names and strings share one pool.
+        assert_eq!(exact_constant_overflow(b"X = {1, -1, 1, X = 'X'}", 0), None);
     }
 }

@@ -17,21 +17,21 @@ pub(crate) fn skip_line_break(src: &[u8], at: usize) -> usize {
 /// Decodes the body of a quoted string (between the quotes). The lexer has already checked
 /// that the body is well formed; this is total anyway: a malformed escape keeps its bytes.
 pub fn decode_quoted(body: &[u8]) -> Cow<'_, [u8]> {
-    let Some(first) = memchr::memchr(b'\\', body) else {
+    if memchr::memchr(b'\\', body).is_none() {
         return Cow::Borrowed(body);
-    };
+    }
     let mut out = Vec::with_capacity(body.len());
-    out.extend_from_slice(&body[..first]);
-    let mut i = first;
-    while i < body.len() {
-        let b = body[i];
-        if b != b'\\' {
-            out.push(b);
-            i += 1;
-            continue;
-        }
-        i += 1;
-        let Some(&e) = body.get(i) else { break };
+    decode_quoted_into(body, &mut out);
+    Cow::Owned(out)
+}
+
+/// Appends the decoded body of a quoted string to `out`, copying plain stretches whole.
+pub fn decode_quoted_into(body: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while let Some(n) = memchr::memchr(b'\\', &body[i..]) {
+        out.extend_from_slice(&body[i..i + n]);
+        i += n + 1;
+        let Some(&e) = body.get(i) else { return };
         i += 1;
         match e {
             b'a' => out.push(0x07),
@@ -65,7 +65,7 @@ pub fn decode_quoted(body: &[u8]) -> Cow<'_, [u8]> {
             other => out.push(other),
         }
     }
-    Cow::Owned(out)
+    out.extend_from_slice(&body[i..]);
 }
 
 /// Decodes the body of a long string (after the opening bracket and its skipped first line
