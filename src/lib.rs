@@ -8,4 +8,5 @@
 pub mod fsio;
 pub mod lua;
 pub mod model;
+pub mod synthetic;
 pub mod validate;
