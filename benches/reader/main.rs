@@ -151,7 +151,14 @@ fn row(label: &str, imp: &str, m: &Measured, size: u64, lua: Option<Duration>) -
     let secs = m.median.as_secs_f64();
     let mbps = size as f64 / 1e6 / secs;
     let vs_lua = match lua {
-        Some(lua) if imp != "Lua 5.1 loader" => format!("{:.2}x faster", lua.as_secs_f64() / secs),
+        Some(lua) if imp != "Lua 5.1 loader" => {
+            let ratio = lua.as_secs_f64() / secs;
+            if ratio >= 1.0 {
+                format!("{ratio:.2}x faster")
+            } else {
+                format!("{:.2}x slower", 1.0 / ratio)
+            }
+        }
         _ => String::new(),
     };
     format!(
