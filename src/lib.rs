@@ -7,6 +7,7 @@
 
 pub mod fsio;
 pub mod lua;
+pub mod merge;
 pub mod model;
 pub mod synthetic;
 pub mod validate;

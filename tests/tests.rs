@@ -6,4 +6,5 @@ mod support;
 mod lua_edge_cases;
 mod lua_limits;
 mod lua_reference;
+mod merge_samples;
 mod validate_cli;

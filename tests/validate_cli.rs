@@ -127,3 +127,40 @@ fn truncated_file_is_reported_not_half_read() {
     let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     assert!(stdout.contains("cut off"), "{stdout}");
 }
+
+#[test]
+fn guildhelper_structure_problems_are_reported_with_line_and_column() {
+    let file = testdata().join("checks/GuildHelper.lua");
+    let out = svsync().arg("validate").arg(&file).assert().code(1);
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let p = file.display().to_string();
+    for expected in [
+        format!("{p}:41:15: error: `sharedData.setup` is a number, not a table"),
+        format!(
+            "{p}:9:4: warning: `sharedData.news` has the id \"202411301924102656\" twice (first on line 5)"
+        ),
+        format!("{p}:13:4: warning: an array entry of `sharedData.news` has no `id`"),
+        format!("{p}:15:16: warning: an array entry of `sharedData.news`: `date` is \"yesterday\""),
+        format!(
+            "{p}:23:5: warning: `sharedData.calendar` is not a proper array: [3] follows a hole (no [2])"
+        ),
+        format!(
+            "{p}:30:14: warning: `sharedData.guildInfo` entry \"202412311002451187\" has the id \"202412311002451188\"; the key is used"
+        ),
+        format!(
+            "{p}:31:23: warning: `sharedData.guildInfo` entry \"202412311002451187\": `lastUpdated` is \"NA\", not a YYYYMMDDHHMMSS stamp"
+        ),
+        format!(
+            "{p}:37:26: warning: `sharedData.roster` entry \"Sakarra-Skywall\" has no valid `lastUpdated` or `date`"
+        ),
+        format!(
+            "{p}:44:14: warning: `sharedDataRemote.news` is a map keyed by id but `sharedData.news` is an array"
+        ),
+    ] {
+        assert!(stdout.contains(&expected), "missing: {expected}\n{stdout}");
+    }
+    assert!(
+        stdout.contains("1 file checked: 1 error, 10 warnings"),
+        "{stdout}"
+    );
+}

@@ -1,6 +1,8 @@
 //! GuildHelper's data: the names of its tables and the checks `validate` runs on them.
 
 pub mod check;
+pub mod json;
+pub mod tables;
 
 /// The one variable GuildHelper declares in `SavedVariables/GuildHelper.lua`.
 pub const SAVED_VARIABLES: &str = "GuildHelper_SavedVariables";
@@ -25,4 +27,79 @@ pub fn is_guildhelper_file(path: &std::path::Path) -> bool {
     path.file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.eq_ignore_ascii_case(FILE_NAME))
+}
+
+/// The table a receiver merges into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum Target {
+    /// `sharedDataRemote`: a copy beside the account's own data (the default).
+    #[default]
+    #[serde(rename = "sharedDataRemote")]
+    SharedDataRemote,
+    /// `sharedData`: the account's own data.
+    #[serde(rename = "sharedData")]
+    SharedData,
+}
+
+impl Target {
+    pub fn key(self) -> &'static str {
+        match self {
+            Target::SharedDataRemote => SHARED_DATA_REMOTE,
+            Target::SharedData => SHARED_DATA,
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Target> {
+        [Target::SharedDataRemote, Target::SharedData]
+            .into_iter()
+            .find(|t| t.key() == name)
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+/// Why GuildHelper data could not be taken from a parsed file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    #[error("`{SAVED_VARIABLES}` is not defined in this file")]
+    NoSavedVariables,
+    #[error("`{0}` is not a table")]
+    NotATable(String),
+    #[error("`{0}` was not kept by the parser")]
+    NotKept(String),
+}
+
+/// Parse options that keep exactly what merging needs (`sharedData` and `sharedDataRemote`).
+pub fn parse_options() -> crate::lua::ParseOptions<'static> {
+    crate::lua::ParseOptions {
+        keep: crate::lua::Keep::Paths(KEEP_PATHS),
+        ..Default::default()
+    }
+}
+
+/// The table `GuildHelper_SavedVariables[name]` as a value; `None` when the key is absent.
+pub fn shared_table(
+    doc: &crate::lua::Document<'_>,
+    name: &str,
+) -> Result<Option<crate::lua::Table>, ModelError> {
+    let global = doc
+        .global(SAVED_VARIABLES)
+        .ok_or(ModelError::NoSavedVariables)?;
+    if !doc.is_table(global.value) {
+        return Err(ModelError::NotATable(SAVED_VARIABLES.to_string()));
+    }
+    let Some(field) = doc.get(global.value, name.as_bytes()) else {
+        return Ok(None);
+    };
+    let path = format!("{SAVED_VARIABLES}.{name}");
+    match doc.value(field.value) {
+        Ok(Some(crate::lua::LuaValue::Table(t))) => Ok(Some(t)),
+        Ok(None) => Ok(None),
+        Ok(Some(_)) => Err(ModelError::NotATable(path)),
+        Err(_) => Err(ModelError::NotKept(path)),
+    }
 }

@@ -1,0 +1,374 @@
+//! Typed views of GuildHelper's synced tables.
+//!
+//! A record is stored as the Lua table it was read as (so every field the addon wrote, known or
+//! not, keeps its exact value, type, text and order); the types here name what svsync needs to
+//! know about it: which table it belongs to, which of the two generations of the addon wrote it,
+//! its identity, its version stamp and whether it is deleted. Containers keep which entries sat
+//! in the array part and which were keyed.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::lua::{Key, LuaValue, Table, format_number};
+
+/// One of the synced tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TableName {
+    Setup,
+    News,
+    GuildInfo,
+    Calendar,
+    Roster,
+}
+
+impl TableName {
+    /// In sync order: setup first, roster last.
+    pub const ALL: [TableName; 5] = [
+        TableName::Setup,
+        TableName::News,
+        TableName::GuildInfo,
+        TableName::Calendar,
+        TableName::Roster,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableName::Setup => "setup",
+            TableName::News => "news",
+            TableName::GuildInfo => "guildInfo",
+            TableName::Calendar => "calendar",
+            TableName::Roster => "roster",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<TableName> {
+        TableName::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which generation of the addon wrote a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordShape {
+    /// `{id, tableType, guildName, lastUpdated, deleted, data = {...}}`.
+    Envelope,
+    /// The older flat record (`pt_name, pt_level, ...` for the roster; `id, title, date, ...`).
+    Flat,
+}
+
+/// Where an entry sits in its container.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    /// In the array part (a position of the sequence).
+    Array,
+    /// Under this key.
+    Keyed(Key),
+}
+
+/// The shape of a container: which parts it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Container {
+    pub array: bool,
+    pub keyed: bool,
+}
+
+impl Container {
+    pub fn of(table: &Table) -> Container {
+        let seq = table.sequence_len();
+        Container {
+            array: seq > 0,
+            keyed: table.len() > seq,
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match (self.array, self.keyed) {
+            (false, false) => "empty",
+            (true, false) => "an array",
+            (false, true) => "a map keyed by id",
+            (true, true) => "an array with keyed entries",
+        }
+    }
+}
+
+/// One entry of a synced table, with its place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub part: Part,
+    pub value: LuaValue,
+}
+
+/// Splits a container into its entries: the array part first (in index order), then the keyed
+/// entries in file order.
+pub fn entries(table: &Table) -> Vec<Entry> {
+    let seq = table.sequence_len();
+    let mut array: Vec<(usize, LuaValue)> = Vec::with_capacity(seq);
+    let mut keyed = Vec::new();
+    for (k, v) in table.iter() {
+        match k.as_index().filter(|&i| i <= seq) {
+            Some(i) => array.push((i, v.clone())),
+            None => keyed.push(Entry {
+                part: Part::Keyed(k.clone()),
+                value: v.clone(),
+            }),
+        }
+    }
+    array.sort_by_key(|(i, _)| *i);
+    array
+        .into_iter()
+        .map(|(_, value)| Entry {
+            part: Part::Array,
+            value,
+        })
+        .chain(keyed)
+        .collect()
+}
+
+/// Builds a container from entries: array-part entries become the sequence `1..n` in their
+/// order (no number keys, no holes), keyed entries follow under their keys.
+pub fn assemble(entries: impl IntoIterator<Item = Entry>) -> Table {
+    let mut array = Vec::new();
+    let mut keyed = Vec::new();
+    for e in entries {
+        match e.part {
+            Part::Array => array.push(e.value),
+            Part::Keyed(k) => keyed.push((k, e.value)),
+        }
+    }
+    let mut table = Table::array(array);
+    for (k, v) in keyed {
+        table.insert(k, v);
+    }
+    table
+}
+
+/// A view of one record.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'t> {
+    pub table: TableName,
+    pub fields: &'t Table,
+}
+
+impl<'t> Record<'t> {
+    pub fn new(table: TableName, fields: &'t Table) -> Self {
+        Record { table, fields }
+    }
+
+    pub fn shape(&self) -> RecordShape {
+        if matches!(self.fields.get_str("data"), Some(LuaValue::Table(_))) {
+            RecordShape::Envelope
+        } else {
+            RecordShape::Flat
+        }
+    }
+
+    /// The `data` table of an envelope.
+    pub fn data(&self) -> Option<&'t Table> {
+        self.fields.get_str("data").and_then(LuaValue::as_table)
+    }
+
+    fn field(&self, name: &str) -> Option<&'t LuaValue> {
+        self.fields.get_str(name)
+    }
+
+    /// A field of the record, or of its `data` table.
+    fn field_or_data(&self, name: &str) -> Option<&'t LuaValue> {
+        self.field(name)
+            .or_else(|| self.data().and_then(|d| d.get_str(name)))
+    }
+
+    /// The `id` the record carries (for an array item, its identity).
+    pub fn id_field(&self) -> Option<Vec<u8>> {
+        let id = self.field("id").and_then(identity_text);
+        match self.table {
+            TableName::Roster => id
+                .or_else(|| self.field("pt_name").and_then(identity_text))
+                .or_else(|| {
+                    self.data()
+                        .and_then(|d| d.get_str("name"))
+                        .and_then(identity_text)
+                }),
+            _ => id,
+        }
+    }
+
+    /// The version stamp: `lastUpdated` if it is a valid 14-digit stamp, otherwise `date` (or
+    /// `data.date`) normalized to 14 digits.
+    pub fn stamp(&self) -> Option<u64> {
+        if let Some(s) = self.field("lastUpdated").and_then(stamp_of_last_updated) {
+            return Some(s);
+        }
+        self.field_or_data("date")
+            .and_then(LuaValue::as_str)
+            .and_then(stamp_of_date)
+    }
+
+    pub fn deleted(&self) -> bool {
+        self.field("deleted").and_then(LuaValue::as_bool) == Some(true)
+    }
+
+    /// `guildName` of an envelope or a flat news item, `pt_guildName` of a flat roster record.
+    pub fn guild_name(&self) -> Option<&'t LuaValue> {
+        self.field("guildName")
+            .or_else(|| self.field("pt_guildName"))
+    }
+
+    pub fn last_updated(&self) -> Option<&'t LuaValue> {
+        self.field("lastUpdated")
+    }
+
+    pub fn table_type(&self) -> Option<&'t LuaValue> {
+        self.field("tableType")
+    }
+}
+
+/// The identity text of a key or an `id` value: a string's bytes, or a number's text.
+pub fn identity_text(v: &LuaValue) -> Option<Vec<u8>> {
+    match v {
+        LuaValue::Str(s) => Some(s.clone()),
+        LuaValue::Number(n) => format_number(n.value()).ok().map(String::into_bytes),
+        _ => None,
+    }
+}
+
+/// The identity text of a map key.
+pub fn key_identity(k: &Key) -> Option<Vec<u8>> {
+    match k {
+        Key::Str(s) => Some(s.clone()),
+        Key::Num(n) => format_number(n.value()).ok().map(String::into_bytes),
+        Key::Bool(_) => None,
+    }
+}
+
+/// A `"YYYYMMDDHHMMSS"` stamp (a string of 14 digits, or a 14-digit integer).
+pub fn stamp_of_last_updated(v: &LuaValue) -> Option<u64> {
+    let digits: Vec<u8> = match v {
+        LuaValue::Str(s) => s.clone(),
+        LuaValue::Number(n) => n.as_integer()?.to_string().into_bytes(),
+        _ => return None,
+    };
+    if digits.len() == 14 && digits.iter().all(u8::is_ascii_digit) && plausible(&digits) {
+        std::str::from_utf8(&digits).ok()?.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// `"YYYY-MM-DD HH:MM:SS"` (or `"YYYY-MM-DD"`) as a 14-digit stamp.
+pub fn stamp_of_date(s: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(s).ok()?.trim();
+    let (date, time) = match text.split_once(' ') {
+        Some((d, t)) => (d, t.trim()),
+        None => (text, "00:00:00"),
+    };
+    let date: Vec<&str> = date.split('-').collect();
+    let time: Vec<&str> = time.split(':').collect();
+    let widths = [4usize, 2, 2];
+    if date.len() != 3 || time.len() != 3 {
+        return None;
+    }
+    let mut digits = String::with_capacity(14);
+    for (part, width) in date.iter().zip(widths).chain(time.iter().zip([2, 2, 2])) {
+        if part.len() != width || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.push_str(part);
+    }
+    plausible(digits.as_bytes())
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// Month 01-12, day 01-31, hour < 24, minute and second < 60.
+fn plausible(d: &[u8]) -> bool {
+    let n = |i: usize| u32::from(d[i] - b'0') * 10 + u32::from(d[i + 1] - b'0');
+    (1..=12).contains(&n(4)) && (1..=31).contains(&n(6)) && n(8) < 24 && n(10) < 60 && n(12) < 60
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lua::Number;
+
+    #[test]
+    fn stamps() {
+        assert_eq!(
+            stamp_of_last_updated(&LuaValue::str("20241231054417")),
+            Some(20241231054417)
+        );
+        assert_eq!(
+            stamp_of_last_updated(&LuaValue::Number(Number::new(20241231054417.0))),
+            Some(20241231054417)
+        );
+        assert_eq!(stamp_of_last_updated(&LuaValue::str("2024123105441")), None);
+        assert_eq!(
+            stamp_of_last_updated(&LuaValue::str("20241331054417")),
+            None
+        );
+        assert_eq!(stamp_of_last_updated(&LuaValue::str("NA")), None);
+        assert_eq!(stamp_of_date(b"2024-12-01 05:09:22"), Some(20241201050922));
+        assert_eq!(stamp_of_date(b"2025-01-16"), Some(20250116000000));
+        assert_eq!(stamp_of_date(b"01/20/25 21:14:03"), None);
+    }
+
+    #[test]
+    fn entries_split_and_assemble_without_holes() {
+        let t = Table::from_entries([
+            (Key::str("x"), LuaValue::str("keyed")),
+            (Key::int(2), LuaValue::str("b")),
+            (Key::int(1), LuaValue::str("a")),
+            (Key::int(4), LuaValue::str("after a hole")),
+        ]);
+        let es = entries(&t);
+        assert_eq!(es.len(), 4);
+        assert_eq!(es[0].value, LuaValue::str("a"));
+        assert_eq!(es[1].value, LuaValue::str("b"));
+        assert_eq!(es[2].part, Part::Keyed(Key::str("x")));
+        assert_eq!(es[3].part, Part::Keyed(Key::int(4)));
+        let moved: Vec<Entry> = es
+            .into_iter()
+            .map(|e| Entry {
+                part: Part::Array,
+                value: e.value,
+            })
+            .collect();
+        let back = assemble(moved);
+        assert_eq!(back.sequence_len(), 4);
+        assert_eq!(back.len(), 4);
+    }
+
+    #[test]
+    fn record_views_read_both_shapes() {
+        let flat = Table::from_entries([
+            (Key::str("pt_name"), LuaValue::str("Gone-Eonar")),
+            (Key::str("lastUpdated"), LuaValue::str("20241204090000")),
+            (Key::str("deleted"), LuaValue::Bool(true)),
+        ]);
+        let r = Record::new(TableName::Roster, &flat);
+        assert_eq!(r.shape(), RecordShape::Flat);
+        assert_eq!(r.id_field().as_deref(), Some(&b"Gone-Eonar"[..]));
+        assert!(r.deleted());
+        let env = Table::from_entries([
+            (Key::str("id"), LuaValue::str("202412311002451187")),
+            (Key::str("lastUpdated"), LuaValue::str("NA")),
+            (
+                Key::str("data"),
+                LuaValue::Table(Table::from_entries([(
+                    Key::str("date"),
+                    LuaValue::str("2024-12-31 10:02:45"),
+                )])),
+            ),
+        ]);
+        let r = Record::new(TableName::GuildInfo, &env);
+        assert_eq!(r.shape(), RecordShape::Envelope);
+        assert_eq!(r.stamp(), Some(20241231100245));
+        assert!(!r.deleted());
+    }
+}
