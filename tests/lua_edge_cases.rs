@@ -101,6 +101,8 @@ const INVALID: &[(&str, ErrorCode)] = &[
     ("X = 1;;", ErrorCode::Unexpected),
     ("\u{feff}X = 1", ErrorCode::Unexpected),
     ("X = @", ErrorCode::Unexpected),
+    ("X = {}, \"a\"", ErrorCode::Statement),
+    ("X = 1, 2", ErrorCode::Statement),
 ];
 
 /// Errors for constructs Lua 5.1 runs but a data file must not contain.

@@ -292,6 +292,15 @@ impl<'a> Parser<'a, '_> {
                 ),
             );
         }
+        if after_statement && tok.tok == Tok::Comma {
+            // `X = 1, 2` is a multiple assignment: valid Lua, but not a data file's form.
+            return ParseError::new(
+                tok.start,
+                ErrorCode::Statement,
+                "a second value after `,`: a SavedVariables file assigns one value per name \
+                 (`Name = value`)",
+            );
+        }
         ParseError::new(
             tok.start,
             ErrorCode::Unexpected,
