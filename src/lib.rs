@@ -9,5 +9,6 @@ pub mod fsio;
 pub mod lua;
 pub mod merge;
 pub mod model;
+pub mod sync;
 pub mod synthetic;
 pub mod validate;

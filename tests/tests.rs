@@ -7,4 +7,5 @@ mod lua_edge_cases;
 mod lua_limits;
 mod lua_reference;
 mod merge_samples;
+mod pipeline;
 mod validate_cli;

@@ -1,6 +1,10 @@
 //! Command line: flags in, library calls, output and exit codes out. No logic of its own.
 
+mod common;
 mod exit;
+mod game;
+mod merge;
+mod sessions;
 mod validate;
 
 use std::process::ExitCode;
@@ -11,7 +15,10 @@ use exit::Exit;
 
 const EXAMPLES: &str = "\
 Examples:
-  svsync validate \"C:\\Program Files (x86)\\World of Warcraft\\_retail_\\WTF\"
+  svsync status \"C:\\Program Files (x86)\\World of Warcraft\\_retail_\\WTF\"
+  svsync merge testdata/WTF/Account/ALPHA testdata/WTF/Account/BRAVO --dry-run
+  svsync merge ALPHA BRAVO --wtf \"/Applications/World of Warcraft/_retail_/WTF\"
+  svsync watch ALPHA BRAVO --wtf \"C:\\Program Files (x86)\\World of Warcraft\\_retail_\\WTF\"
   svsync validate testdata/WTF --json";
 
 #[derive(Debug, Parser)]
@@ -37,6 +44,28 @@ Examples:
   svsync validate \"/Applications/World of Warcraft/_retail_/WTF\"
   svsync validate testdata/WTF --json")]
     Validate(validate::ValidateArgs),
+    /// Send FROM's shared guild data to TO once, through the chunked, checksummed pipeline.
+    #[command(after_help = "\
+TO's file is replaced atomically, a backup of the previous file is kept beside it
+(GuildHelper.lua.svsync-<time>.bak, at most 5), and nothing is written if TO changed on disk
+during the merge or if either file does not parse.
+
+Exit status: 0 success, 1 the sync failed (bad data, integrity failure, receiver busy; nothing
+written), 2 usage or I/O error.
+
+Examples:
+  svsync merge testdata/WTF/Account/ALPHA testdata/WTF/Account/BRAVO --dry-run
+  svsync merge ALPHA BRAVO --wtf \"C:\\Program Files (x86)\\World of Warcraft\\_retail_\\WTF\"
+  svsync merge ALPHA BRAVO --wtf WTF --target sharedData --json
+  svsync merge A/GuildHelper.lua B/GuildHelper.lua --output merged.lua")]
+    Merge(merge::MergeArgs),
+    /// List or reset the tracked sync sessions.
+    #[command(after_help = "\
+Examples:
+  svsync sessions list
+  svsync sessions list --json --state-dir ./state
+  svsync sessions reset")]
+    Sessions(sessions::SessionsArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -56,6 +85,8 @@ pub fn main() -> ExitCode {
     };
     let exit = match &cli.command {
         Command::Validate(args) => validate::run(args),
+        Command::Merge(args) => merge::run_merge(args),
+        Command::Sessions(args) => sessions::run(args),
     };
     exit.into()
 }
