@@ -9,6 +9,7 @@ pub mod fsio;
 pub mod lua;
 pub mod merge;
 pub mod model;
+pub mod status;
 pub mod sync;
 pub mod synthetic;
 pub mod validate;

@@ -490,3 +490,57 @@ fn an_in_progress_table_resumes_only_with_the_same_payload() {
         .count() as u32;
     assert_eq!(roster_chunks, r.tables.last().unwrap().chunks);
 }
+
+/// The game saves the receiver's file while the sync runs: nothing is overwritten.
+#[test]
+fn a_receiver_changed_during_the_sync_is_not_overwritten() {
+    let sb = Sandbox::new();
+    let mut store = SessionStore::open(&sb.state()).unwrap();
+    let path = sb.file("BRAVO");
+    let mut changed = false;
+    let mut game_saves = |done: u64, _total: u64| {
+        if done == 10 && !changed {
+            let mut text = std::fs::read(&path).unwrap();
+            text.extend_from_slice(b"\nOtherAddonDB = { [\"saved\"] = true }\n");
+            std::fs::write(&path, text).unwrap();
+            changed = true;
+        }
+    };
+    let saved_by_game = {
+        let r = run(SyncJob {
+            progress: Some(&mut game_saves),
+            ..job(
+                &sb,
+                "ALPHA",
+                "BRAVO",
+                Target::SharedDataRemote,
+                &mut store,
+                T0,
+            )
+        })
+        .unwrap();
+        assert_eq!(r.outcome, "failed", "{r:?}");
+        assert!(
+            r.reason.as_deref().unwrap().contains("changed on disk"),
+            "{r:?}"
+        );
+        assert!(r.written.is_none());
+        std::fs::read(&path).unwrap()
+    };
+    assert!(saved_by_game.ends_with(b"OtherAddonDB = { [\"saved\"] = true }\n"));
+    assert!(svsync::fsio::write::backups(&path).is_empty());
+    // Run again: it resumes with the tables it holds and merges into the game's new file.
+    let r = run(job(
+        &sb,
+        "ALPHA",
+        "BRAVO",
+        Target::SharedDataRemote,
+        &mut store,
+        T0 + 5,
+    ))
+    .unwrap();
+    assert!(r.ok() && r.resumed, "{r:?}");
+    let now = std::fs::read(&path).unwrap();
+    assert!(now.ends_with(b"OtherAddonDB = { [\"saved\"] = true }\n"));
+    assert!(String::from_utf8_lossy(&now).contains("202501051930127731"));
+}

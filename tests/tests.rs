@@ -6,6 +6,7 @@ mod support;
 mod lua_edge_cases;
 mod lua_limits;
 mod lua_reference;
+mod merge_cli;
 mod merge_samples;
 mod pipeline;
 mod validate_cli;

@@ -5,6 +5,7 @@ mod exit;
 mod game;
 mod merge;
 mod sessions;
+mod status;
 mod validate;
 
 use std::process::ExitCode;
@@ -66,6 +67,13 @@ Examples:
   svsync sessions list --json --state-dir ./state
   svsync sessions reset")]
     Sessions(sessions::SessionsArgs),
+    /// Show the accounts found, their GuildHelper data, and the last sync of each.
+    #[command(after_help = "\
+Examples:
+  svsync status
+  svsync status \"C:\\Program Files (x86)\\World of Warcraft\"
+  svsync status testdata/WTF --json")]
+    Status(status::StatusArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -87,6 +95,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Merge(args) => merge::run_merge(args),
         Command::Sessions(args) => sessions::run(args),
+        Command::Status(args) => status::run(args),
     };
     exit.into()
 }

@@ -123,6 +123,7 @@ pub fn replace(
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    remove_stale_temporaries(&dir);
     let mut tmp = tempfile::Builder::new()
         .prefix(".svsync-")
         .suffix(".tmp")
@@ -149,6 +150,29 @@ pub fn replace(
     persist(tmp, path)?;
     sync_dir(&dir);
     Ok(saved)
+}
+
+/// Temporary files of an earlier run that was killed before its rename (older than a minute, so
+/// a write in progress is never touched).
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with(".svsync-") && name.ends_with(".tmp")) {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > 60);
+        if old {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Renames the temporary file over the target; on Windows a file the game or an antivirus

@@ -1,0 +1,536 @@
+//! `svsync merge`, `status` and `sessions` through the real binary, on temp copies of
+//! `testdata/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+use crate::support::testdata;
+
+struct Tree {
+    dir: tempfile::TempDir,
+}
+
+impl Tree {
+    /// A WoW folder with the sample accounts in `_retail_`.
+    fn new() -> Tree {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(
+            &testdata().join("WTF"),
+            &dir.path().join("World of Warcraft/_retail_/WTF"),
+        );
+        Tree { dir }
+    }
+
+    fn wtf(&self) -> PathBuf {
+        self.dir.path().join("World of Warcraft/_retail_/WTF")
+    }
+
+    fn account(&self, name: &str) -> PathBuf {
+        self.wtf().join("Account").join(name)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.account(name).join("SavedVariables/GuildHelper.lua")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state dir")
+    }
+
+    fn svsync(&self) -> Command {
+        let mut c = Command::cargo_bin("svsync").unwrap();
+        c.env("SVSYNC_STATE_DIR", self.state());
+        c
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+fn backups(file: &Path) -> Vec<PathBuf> {
+    svsync::fsio::write::backups(file)
+}
+
+#[test]
+fn merge_in_place_keeps_a_backup_and_writes_logs() {
+    let t = Tree::new();
+    let before = std::fs::read(t.file("BRAVO")).unwrap();
+    let out = t
+        .svsync()
+        .args(["merge"])
+        .arg(t.account("CHARLIE"))
+        .arg(t.account("BRAVO"))
+        .assert()
+        .success();
+    let text = stdout(out.get_output());
+    assert!(
+        text.contains("CHARLIE -> BRAVO (sharedDataRemote)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("roster     received     4  added    2  updated    1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("in game this transfer would take about"),
+        "{text}"
+    );
+    let b = backups(&t.file("BRAVO"));
+    assert_eq!(b.len(), 1);
+    assert_eq!(std::fs::read(&b[0]).unwrap(), before);
+    assert_ne!(std::fs::read(t.file("BRAVO")).unwrap(), before);
+    assert!(t.state().join("logs/sender.log").exists());
+    assert!(t.state().join("logs/receiver.log").exists());
+    // The backup is ignored by validate and by discovery.
+    t.svsync().arg("validate").arg(t.wtf()).assert().success();
+    // Merging again changes nothing and writes nothing.
+    let out = t
+        .svsync()
+        .args(["merge"])
+        .arg(t.account("CHARLIE"))
+        .arg(t.account("BRAVO"))
+        .assert()
+        .success();
+    assert!(stdout(out.get_output()).contains("already up to date"));
+    assert_eq!(backups(&t.file("BRAVO")).len(), 1);
+}
+
+#[test]
+fn json_output_has_the_documented_shape() {
+    let t = Tree::new();
+    let out = t
+        .svsync()
+        .args(["merge", "ALPHA", "BRAVO", "--json", "--wtf"])
+        .arg(t.dir.path().join("World of Warcraft"))
+        .assert()
+        .success();
+    let v: Value = serde_json::from_str(stdout(out.get_output()).trim()).unwrap();
+    assert!(v["session"].as_str().unwrap().len() == 8);
+    let tables = v["tables"].as_object().unwrap();
+    let names: Vec<&str> = tables.keys().map(String::as_str).collect();
+    assert_eq!(names, ["setup", "news", "guildInfo", "calendar", "roster"]);
+    for counts in tables.values() {
+        let keys: Vec<&str> = counts
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "received",
+                "added",
+                "updated",
+                "unchanged",
+                "kept_newer",
+                "conflicts",
+                "skipped"
+            ]
+        );
+    }
+    assert_eq!(v["tables"]["roster"]["kept_newer"], 2);
+    assert_eq!(
+        v["written"],
+        Value::String(t.file("BRAVO").display().to_string())
+    );
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let t = Tree::new();
+    let before = std::fs::read(t.file("BRAVO")).unwrap();
+    let out = t
+        .svsync()
+        .args(["merge", "--dry-run", "--json"])
+        .arg(t.account("ALPHA"))
+        .arg(t.account("BRAVO"))
+        .assert()
+        .success();
+    let v: Value = serde_json::from_str(stdout(out.get_output()).trim()).unwrap();
+    assert_eq!(v["written"], Value::Null);
+    assert_eq!(v["changes"], true);
+    assert_eq!(v["tables"]["news"]["added"], 2);
+    assert_eq!(std::fs::read(t.file("BRAVO")).unwrap(), before);
+    assert!(backups(&t.file("BRAVO")).is_empty());
+    assert!(!t.state().join("sessions.json").exists());
+}
+
+#[test]
+fn output_file_leaves_the_receiver_alone() {
+    let t = Tree::new();
+    let before = std::fs::read(t.file("CHARLIE")).unwrap();
+    let merged = t.dir.path().join("merged file.lua");
+    t.svsync()
+        .args(["merge", "--target", "sharedData", "--output"])
+        .arg(&merged)
+        .arg(t.file("ALPHA"))
+        .arg(t.account("CHARLIE").join("SavedVariables"))
+        .assert()
+        .success();
+    assert_eq!(std::fs::read(t.file("CHARLIE")).unwrap(), before);
+    t.svsync().arg("validate").arg(&merged).assert().success();
+    assert!(
+        std::fs::read_to_string(&merged)
+            .unwrap()
+            .contains("202501051930127731")
+    );
+}
+
+#[test]
+fn truncated_files_are_refused_and_untouched() {
+    let t = Tree::new();
+    let full = std::fs::read(t.file("BRAVO")).unwrap();
+    std::fs::write(t.file("BRAVO"), &full[..full.len() / 2]).unwrap();
+    let half = std::fs::read(t.file("BRAVO")).unwrap();
+    let out = t
+        .svsync()
+        .args(["merge"])
+        .arg(t.account("ALPHA"))
+        .arg(t.account("BRAVO"))
+        .assert()
+        .code(1);
+    let err = stderr(out.get_output());
+    assert!(
+        err.starts_with(&format!("svsync: {}:", t.file("BRAVO").display())),
+        "{err}"
+    );
+    assert!(err.contains("nothing was written"), "{err}");
+    assert_eq!(std::fs::read(t.file("BRAVO")).unwrap(), half);
+    assert!(backups(&t.file("BRAVO")).is_empty());
+
+    // A truncated sender: the receiver is not touched either.
+    let alpha = std::fs::read(t.file("ALPHA")).unwrap();
+    std::fs::write(t.file("ALPHA"), &alpha[..alpha.len() - 10]).unwrap();
+    let charlie = std::fs::read(t.file("CHARLIE")).unwrap();
+    t.svsync()
+        .args(["merge"])
+        .arg(t.account("ALPHA"))
+        .arg(t.account("CHARLIE"))
+        .assert()
+        .code(1);
+    assert_eq!(std::fs::read(t.file("CHARLIE")).unwrap(), charlie);
+}
+
+#[test]
+fn errors_are_plain_sentences_with_exit_2() {
+    let t = Tree::new();
+    let out = t
+        .svsync()
+        .args(["merge", "no/such/account"])
+        .arg(t.account("BRAVO"))
+        .assert()
+        .code(2);
+    assert_eq!(
+        stderr(out.get_output()).trim(),
+        "svsync: no/such/account: no such file or folder"
+    );
+    let empty = t.dir.path().join("empty folder");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = t
+        .svsync()
+        .arg("merge")
+        .arg(&empty)
+        .arg(t.account("BRAVO"))
+        .assert()
+        .code(2);
+    assert!(stderr(out.get_output()).contains("no GuildHelper.lua here"));
+    let out = t
+        .svsync()
+        .args(["merge", "NOPE", "BRAVO", "--wtf"])
+        .arg(t.wtf())
+        .assert()
+        .code(2);
+    assert!(
+        stderr(out.get_output()).contains("no account named `NOPE`"),
+        "{}",
+        stderr(out.get_output())
+    );
+    let out = t
+        .svsync()
+        .arg("merge")
+        .arg(t.account("BRAVO"))
+        .arg(t.file("BRAVO"))
+        .assert()
+        .code(2);
+    assert!(stderr(out.get_output()).contains("the same file"));
+    let out = t
+        .svsync()
+        .args(["merge", "--simulate", "drop=7"])
+        .arg(t.account("ALPHA"))
+        .arg(t.account("BRAVO"))
+        .assert()
+        .code(2);
+    assert!(stderr(out.get_output()).contains("between 0 and 1"));
+    {
+        let out = t
+            .svsync()
+            .args(["merge", "--target", "elsewhere", "a", "b"])
+            .assert()
+            .code(2);
+        assert!(!stderr(out.get_output()).contains("panicked"));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn permission_denied_is_a_sentence() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = Tree::new();
+    let sv = t.account("BRAVO").join("SavedVariables");
+    std::fs::set_permissions(&sv, std::fs::Permissions::from_mode(0o555)).unwrap();
+    if std::fs::write(sv.join("probe"), b"x").is_ok() {
+        // Running as root: permissions are not enforced.
+        std::fs::set_permissions(&sv, std::fs::Permissions::from_mode(0o755)).unwrap();
+        return;
+    }
+    let out = t
+        .svsync()
+        .args(["merge"])
+        .arg(t.account("ALPHA"))
+        .arg(t.account("BRAVO"))
+        .assert()
+        .code(1);
+    let text = stdout(out.get_output()) + &stderr(out.get_output());
+    std::fs::set_permissions(&sv, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(
+        text.contains("Permission denied") || text.contains("permission denied"),
+        "{text}"
+    );
+    assert!(!text.contains("panicked"));
+}
+
+#[test]
+fn simulated_faults_crash_and_resume_through_the_binary() {
+    let t = Tree::new();
+    let wire = t.dir.path().join("wire.log");
+    t.svsync()
+        .args([
+            "merge",
+            "--simulate",
+            "drop=0.1,duplicate=0.05,reorder=0.1,corrupt=0.05,truncate=0.02,seed=7",
+            "--wire-log",
+        ])
+        .arg(&wire)
+        .arg(t.account("ALPHA"))
+        .arg(t.account("CHARLIE"))
+        .assert()
+        .success();
+    for line in std::fs::read_to_string(&wire).unwrap().lines() {
+        let m: String = serde_json::from_str(line).unwrap();
+        assert!(m.len() <= 255 && !m.contains('\0'));
+    }
+    let before = std::fs::read(t.file("BRAVO")).unwrap();
+    let out = t
+        .svsync()
+        .args(["merge", "--simulate", "crash-after=25"])
+        .arg(t.account("ALPHA"))
+        .arg(t.account("BRAVO"))
+        .assert()
+        .code(137);
+    assert!(stdout(out.get_output()).is_empty());
+    assert_eq!(std::fs::read(t.file("BRAVO")).unwrap(), before);
+    let out = t.svsync().args(["sessions", "list"]).assert().success();
+    let list = stdout(out.get_output());
+    assert!(
+        list.contains("ALPHA (Heretanky-Velen) -> BRAVO [sharedDataRemote]  active"),
+        "{list}"
+    );
+    assert!(list.contains("setup      complete    4/4 chunks"), "{list}");
+    let out = t
+        .svsync()
+        .args(["merge", "--json"])
+        .arg(t.account("ALPHA"))
+        .arg(t.account("BRAVO"))
+        .assert()
+        .success();
+    let v: Value = serde_json::from_str(stdout(out.get_output()).trim()).unwrap();
+    assert_eq!(v["resumed"], true);
+    let out = t
+        .svsync()
+        .args(["sessions", "list", "--json"])
+        .assert()
+        .success();
+    let v: Value = serde_json::from_str(stdout(out.get_output()).trim()).unwrap();
+    assert_eq!(v["sessions"][0]["state"], "complete");
+    t.svsync().args(["sessions", "reset"]).assert().success();
+    let out = t.svsync().args(["sessions", "list"]).assert().success();
+    assert!(stdout(out.get_output()).starts_with("No sessions"));
+}
+
+#[test]
+fn status_finds_accounts_across_flavors_and_odd_names() {
+    let t = Tree::new();
+    let wow = t.dir.path().join("World of Warcraft");
+    copy_dir(
+        &t.account("CHARLIE"),
+        &wow.join("_classic_/WTF/Account/123456789#1"),
+    );
+    copy_dir(
+        &t.account("ALPHA"),
+        &wow.join("_retail_/WTF/Account/MY MAIN"),
+    );
+    std::fs::create_dir_all(wow.join("_retail_/WTF/Account/SavedVariables")).unwrap();
+    std::fs::copy(
+        t.file("ALPHA"),
+        wow.join("_retail_/WTF/Account/SavedVariables/GuildHelper.lua"),
+    )
+    .unwrap();
+    t.svsync()
+        .args(["merge", "MY MAIN", "BRAVO", "--wtf"])
+        .arg(wow.join("_retail_"))
+        .assert()
+        .success();
+    let out = t
+        .svsync()
+        .args(["status", "--json"])
+        .arg(&wow)
+        .assert()
+        .success();
+    let v: Value = serde_json::from_str(stdout(out.get_output()).trim()).unwrap();
+    let found: Vec<(String, String)> = v["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["flavor"].as_str().unwrap().to_string(),
+                a["account"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("_classic_", "123456789#1"),
+        ("_retail_", "ALPHA"),
+        ("_retail_", "BRAVO"),
+        ("_retail_", "CHARLIE"),
+        ("_retail_", "MY MAIN"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(found, want);
+    let bravo = &v["accounts"][2];
+    assert_eq!(bravo["entries"]["roster"], 3);
+    assert_eq!(bravo["remote"], true);
+    assert_eq!(bravo["last_sync"]["from"], "MY MAIN");
+    let in_step: Vec<&str> = bravo["in_step_with"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    assert!(
+        in_step.contains(&"MY MAIN") && in_step.contains(&"ALPHA"),
+        "{in_step:?}"
+    );
+    let out = t.svsync().arg("status").arg(&wow).assert().success();
+    assert!(stdout(out.get_output()).contains("toons     Fatherrahl-Velen, Heretanky-Velen"));
+}
+
+/// kill -9 at random moments while merging into a large file: the file is always either the
+/// old one or the new one, and a rerun completes.
+#[cfg(unix)]
+#[test]
+fn kill_9_during_merges_into_a_large_file_leaves_it_old_or_new() {
+    let t = Tree::new();
+    let big = svsync::synthetic::guildhelper_file(24 << 20, svsync::lua::Layout::default());
+    std::fs::write(t.file("BRAVO"), &big).unwrap();
+    // The result of an uninterrupted merge, made on a copy.
+    let probe = t.dir.path().join("probe.lua");
+    std::fs::write(&probe, &big).unwrap();
+    let state2 = t.dir.path().join("probe state");
+    let timer = Instant::now();
+    Command::cargo_bin("svsync")
+        .unwrap()
+        .env("SVSYNC_STATE_DIR", &state2)
+        .args(["merge", "--output"])
+        .arg(t.dir.path().join("want.lua"))
+        .arg(t.file("ALPHA"))
+        .arg(&probe)
+        .assert()
+        .success();
+    let full = timer.elapsed();
+    let want = std::fs::read(t.dir.path().join("want.lua")).unwrap();
+    assert_ne!(want, big);
+
+    let bin = assert_cmd::cargo::cargo_bin("svsync");
+    let start = Instant::now();
+    let mut kills = 0;
+    for round in 0..12u64 {
+        let mut child = std::process::Command::new(&bin)
+            .env("SVSYNC_STATE_DIR", t.state())
+            .args(["merge"])
+            .arg(t.file("ALPHA"))
+            .arg(t.file("BRAVO"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Spread the kills over the whole run (read, transfer, write, rename).
+        let at = full.mul_f64(1.2 * ((round * 7919) % 97) as f64 / 97.0);
+        std::thread::sleep(at);
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        if !status.success() {
+            kills += 1;
+        }
+        let now = std::fs::read(t.file("BRAVO")).unwrap();
+        assert!(
+            now == big || now == want,
+            "round {round}: the file is neither old nor new"
+        );
+        // A run that finished gives the new file; put the old one back to try again.
+        if now == want {
+            std::fs::write(t.file("BRAVO"), &big).unwrap();
+            for b in backups(&t.file("BRAVO")) {
+                let _ = std::fs::remove_file(b);
+            }
+        }
+        // No temporary file is left where the game would see it as an addon file.
+        for e in std::fs::read_dir(t.account("BRAVO").join("SavedVariables"))
+            .unwrap()
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert!(
+                name.ends_with(".lua") || name.ends_with(".bak") || name.ends_with(".tmp"),
+                "{name}"
+            );
+        }
+        assert!(start.elapsed() < Duration::from_secs(600));
+    }
+    assert!(kills > 0, "no run was interrupted");
+    // A rerun completes and gives the uninterrupted result.
+    Command::cargo_bin("svsync")
+        .unwrap()
+        .env("SVSYNC_STATE_DIR", t.state())
+        .args(["merge"])
+        .arg(t.file("ALPHA"))
+        .arg(t.file("BRAVO"))
+        .assert()
+        .success();
+    assert_eq!(std::fs::read(t.file("BRAVO")).unwrap(), want);
+}
