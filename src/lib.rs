@@ -13,3 +13,4 @@ pub mod status;
 pub mod sync;
 pub mod synthetic;
 pub mod validate;
+pub mod watch;

@@ -10,3 +10,4 @@ mod merge_cli;
 mod merge_samples;
 mod pipeline;
 mod validate_cli;
+mod watch_cli;

@@ -7,6 +7,7 @@ mod merge;
 mod sessions;
 mod status;
 mod validate;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -74,6 +75,16 @@ Examples:
   svsync status \"C:\\Program Files (x86)\\World of Warcraft\"
   svsync status testdata/WTF --json")]
     Status(status::StatusArgs),
+    /// Keep two accounts in step: sync whenever the game saves either one.
+    #[command(after_help = "\
+Leave it running while you play. When the game saves A (at logout or /reload), A's shared data
+is merged into B, and the other way round. svsync's own writes never trigger a sync back.
+
+Examples:
+  svsync watch MYMAIN MYALT --wtf \"C:\\Program Files (x86)\\World of Warcraft\\_retail_\"
+  svsync watch WTF/Account/A WTF/Account/B --debounce-ms 2000
+  svsync watch A B --wtf /mnt/games/wow/_retail_ --poll")]
+    Watch(watch::WatchArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -96,6 +107,7 @@ pub fn main() -> ExitCode {
         Command::Merge(args) => merge::run_merge(args),
         Command::Sessions(args) => sessions::run(args),
         Command::Status(args) => status::run(args),
+        Command::Watch(args) => watch::run_watch(args),
     };
     exit.into()
 }

@@ -1,0 +1,191 @@
+//! `svsync watch A B [options]`
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use svsync::sync::run::{SyncError, SyncReport, WriteMode};
+use svsync::sync::session::{unix_now, utc_text};
+use svsync::sync::transport::Faults;
+use svsync::watch::{Side, WatchConfig, WatchEvent, run};
+
+use super::common::SyncArgs;
+use super::exit::Exit;
+use super::merge::{accounts, report_json, sync_once};
+
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// One account: its GuildHelper.lua, account folder or SavedVariables folder (or its name,
+    /// with --wtf).
+    #[arg(value_name = "A")]
+    pub a: PathBuf,
+    /// The other account, given the same way.
+    #[arg(value_name = "B")]
+    pub b: PathBuf,
+    /// Wait this long after the last change before syncing (the game writes in bursts).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub debounce_ms: u64,
+    /// Poll the folders instead of using file-system events (network drives, Wine, WSL).
+    #[arg(long)]
+    pub poll: bool,
+    #[command(flatten)]
+    pub sync: SyncArgs,
+}
+
+fn clock() -> String {
+    utc_text(unix_now())[11..19].to_string()
+}
+
+/// One line for a sync: what moved.
+fn summary(report: &SyncReport) -> String {
+    let mut parts = Vec::new();
+    for t in &report.tables {
+        let c = &t.counts;
+        if c.added + c.updated + c.conflicts > 0 {
+            let mut p = format!("{} +{} ~{}", t.table, c.added, c.updated);
+            if c.conflicts > 0 {
+                p.push_str(&format!(" !{}", c.conflicts));
+            }
+            parts.push(p);
+        }
+    }
+    let moved = if parts.is_empty() {
+        "no changes".to_string()
+    } else {
+        parts.join(", ")
+    };
+    match (&report.reason, &report.written) {
+        (Some(r), _) => format!("failed: {r}; nothing written"),
+        (None, Some(p)) => format!("{moved}; wrote {}", p.display()),
+        (None, None) => format!("{moved}; nothing written"),
+    }
+}
+
+pub fn run_watch(args: &WatchArgs) -> Exit {
+    let (a, b) = match accounts(&args.sync, &args.a, &args.b) {
+        Ok(pair) => pair,
+        Err(e) => {
+            eprintln!("svsync: {e}");
+            return Exit::Usage;
+        }
+    };
+    let faults = match args.sync.simulate.as_deref().map(Faults::parse).transpose() {
+        Ok(f) => f.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("svsync: --simulate: {e}");
+            return Exit::Usage;
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        if let Err(e) = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst)) {
+            eprintln!("svsync: cannot handle Ctrl-C: {e}");
+            return Exit::Usage;
+        }
+    }
+    let debounce = Duration::from_millis(args.debounce_ms);
+    let config = WatchConfig {
+        a: a.file.clone(),
+        b: b.file.clone(),
+        target: args.sync.target.into(),
+        debounce,
+        poll: args.poll.then(|| debounce.max(Duration::from_millis(200))),
+    };
+    let name = |s: Side| match s {
+        Side::A => &a.name,
+        Side::B => &b.name,
+    };
+    if !args.sync.json {
+        println!(
+            "Watching {} and {} ({}); Ctrl-C to stop. Logs: {}",
+            a.name,
+            b.name,
+            if args.poll { "polling" } else { "file events" },
+            args.sync.log_dir().display()
+        );
+        if super::game::game_running() {
+            println!(
+                "World of Warcraft is running: when an account logs out the game overwrites its \
+                 file, and svsync merges again right after that save."
+            );
+        }
+    }
+    let mode = if args.sync.dry_run {
+        WriteMode::DryRun
+    } else {
+        WriteMode::InPlace
+    };
+    let json = args.sync.json;
+    let dry_run = args.sync.dry_run;
+    let mut failed_io = false;
+    let result = run(
+        &config,
+        &stop,
+        |from| {
+            let (f, t) = match from {
+                Side::A => (&a, &b),
+                Side::B => (&b, &a),
+            };
+            let r: Result<SyncReport, SyncError> =
+                sync_once(&args.sync, f, t, mode.clone(), faults, false);
+            let wrote = r.as_ref().is_ok_and(|r| r.written.is_some());
+            (wrote, r)
+        },
+        |event| match event {
+            WatchEvent::Synced { from, result } => {
+                let (f, t) = (name(from), name(from.other()));
+                match result {
+                    Ok(report) if json => {
+                        let mut v = report_json(&report, dry_run);
+                        v["from"] = f.as_str().into();
+                        v["to"] = t.as_str().into();
+                        println!("{v}");
+                    }
+                    Ok(report) => println!("{} {f} -> {t}: {}", clock(), summary(&report)),
+                    Err(SyncError::Crashed(_)) => std::process::exit(137),
+                    Err(e) => {
+                        failed_io |= matches!(e, SyncError::Store(_) | SyncError::Log { .. });
+                        println!("{} {f} -> {t}: {e}", clock());
+                    }
+                }
+            }
+            WatchEvent::NotReady { side, error } => {
+                if !json {
+                    println!(
+                        "{} {}: not readable yet, will try again: {error}",
+                        clock(),
+                        name(side)
+                    );
+                }
+            }
+            WatchEvent::InStep { from } => {
+                if !json {
+                    println!(
+                        "{} {} -> {}: already in step",
+                        clock(),
+                        name(from),
+                        name(from.other())
+                    );
+                }
+            }
+        },
+    );
+    match result {
+        Ok(()) => {
+            if !json {
+                println!("{} stopped.", clock());
+            }
+            if failed_io {
+                Exit::Usage
+            } else {
+                Exit::Success
+            }
+        }
+        Err(e) => {
+            eprintln!("svsync: {e}");
+            Exit::Usage
+        }
+    }
+}
