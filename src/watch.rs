@@ -164,7 +164,8 @@ impl FsWatcher {
         })
     }
 
-    /// The next event, waiting at most until `deadline` (forever if none).
+    /// The next event, waiting at most until `deadline` and never more than half a second (so
+    /// the caller can notice Ctrl-C).
     pub fn next(&self, deadline: Option<Instant>) -> Option<Side> {
         match deadline {
             None => self.rx.recv_timeout(Duration::from_millis(500)).ok(),

@@ -41,6 +41,10 @@ pub enum WriteError {
         "{0} changed on disk since it was read (the game may have saved it); nothing was written, run the command again"
     )]
     Changed(PathBuf),
+    #[error(
+        "{0}: the written file does not read back as written (disk full or failing?); nothing was replaced"
+    )]
+    Verify(PathBuf),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
@@ -108,7 +112,8 @@ pub fn backups(path: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// Replaces `path` with `bytes` atomically.
+/// Replaces `path` with `bytes` atomically. The caller has checked that `bytes` parse to the
+/// intended table; the temporary file is read back and must hold exactly those bytes.
 ///
 /// `expected`: the snapshot taken when the file was read; if the file no longer matches it,
 /// nothing is written ([`WriteError::Changed`]). With `backup`, the previous file is kept (at

@@ -476,3 +476,59 @@ impl Sender {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::lua::{Key, LuaValue, Table};
+    use crate::sync::chunk::serialize;
+    use crate::sync::wire::MAX_MESSAGE;
+
+    fn table() -> impl Strategy<Value = Table> {
+        prop::collection::vec(
+            (
+                "[a-zA-Z0-9\u{e9}\u{4e2d}|]{0,20}",
+                prop::collection::vec(any::<u8>(), 0..300),
+            ),
+            0..20,
+        )
+        .prop_map(|kv| {
+            Table::from_entries(kv.into_iter().map(|(k, v)| (Key::str(k), LuaValue::Str(v))))
+        })
+    }
+
+    proptest! {
+        /// Whatever the data and the toon's name, no message is over 255 bytes or holds a NUL,
+        /// and the chunks put the payload back together.
+        #[test]
+        fn every_message_fits_the_channel(t in table(), toon in "[A-Za-z\u{e9}]{1,24}-[A-Za-z ]{1,23}") {
+            let payload = serialize(TableName::News, &t).unwrap();
+            let mut s = Sender::new(SenderConfig::default(), SessionId(1), &toon, "ACCOUNT#1", true, vec![payload.clone()]);
+            let mut out = s.start(0);
+            out.extend(s.handle(0, Message::SyncAccept { sid: SessionId(1), done: vec![] }));
+            let total = match out.iter().find_map(|o| match o {
+                SenderOut::Send(Message::SyncInitiate { total, .. }) => Some(*total),
+                _ => None,
+            }) {
+                Some(t) => t,
+                None => return Err(TestCaseError::fail("no initiate")),
+            };
+            out.extend(s.handle(0, Message::SyncReady { sid: SessionId(1), table: TableName::News, need: Ranges(vec![(1, total)]) }));
+            let mut joined = Vec::new();
+            for o in &out {
+                if let SenderOut::Send(m) = o {
+                    let bytes = m.encode();
+                    prop_assert!(bytes.len() <= MAX_MESSAGE, "{} bytes: {}", bytes.len(), m.kind());
+                    prop_assert!(!bytes.contains(&0));
+                    prop_assert_eq!(&Message::decode(&bytes).unwrap(), m);
+                    if let Message::SyncData { payload, .. } = m {
+                        joined.extend_from_slice(payload);
+                    }
+                }
+            }
+            prop_assert_eq!(joined, payload.bytes);
+        }
+    }
+}
