@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use svsync::fsio::accounts::{Account, AccountError, by_name, resolve};
 use svsync::model::Target;
+use svsync::sync::transport::Faults;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum TargetArg {
@@ -69,5 +70,29 @@ impl SyncArgs {
             (Some(wtf), Err(AccountError::Missing(_))) => by_name(wtf, &given.to_string_lossy()),
             (_, Err(e)) => Err(e),
         }
+    }
+}
+
+impl SyncArgs {
+    /// Both accounts (they exist and are not the same file) and the simulated faults, or the
+    /// sentence to show.
+    pub fn prepare(&self, from: &Path, to: &Path) -> Result<(Account, Account, Faults), String> {
+        let a = self.account(from).map_err(|e| e.to_string())?;
+        let b = self.account(to).map_err(|e| e.to_string())?;
+        let same = match (a.file.canonicalize(), b.file.canonicalize()) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => a.file == b.file,
+        };
+        if same {
+            return Err(format!(
+                "FROM and TO are the same file ({})",
+                a.file.display()
+            ));
+        }
+        let faults = match self.simulate.as_deref().map(Faults::parse).transpose() {
+            Ok(f) => f.unwrap_or_default(),
+            Err(e) => return Err(format!("--simulate: {e}")),
+        };
+        Ok((a, b, faults))
     }
 }

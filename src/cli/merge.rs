@@ -1,7 +1,7 @@
 //! `svsync merge FROM TO [options]`
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{Map, Value, json};
 use svsync::fsio::accounts::Account;
@@ -26,23 +26,6 @@ pub struct MergeArgs {
     pub output: Option<PathBuf>,
     #[command(flatten)]
     pub sync: SyncArgs,
-}
-
-/// Both accounts, checked: they exist and are not the same file.
-pub fn accounts(sync: &SyncArgs, from: &Path, to: &Path) -> Result<(Account, Account), String> {
-    let a = sync.account(from).map_err(|e| e.to_string())?;
-    let b = sync.account(to).map_err(|e| e.to_string())?;
-    let same = match (a.file.canonicalize(), b.file.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a.file == b.file,
-    };
-    if same {
-        return Err(format!(
-            "FROM and TO are the same file ({})",
-            a.file.display()
-        ));
-    }
-    Ok((a, b))
 }
 
 /// What a failed run means for the exit status.
@@ -111,17 +94,10 @@ pub fn sync_once(
 }
 
 pub fn run_merge(args: &MergeArgs) -> Exit {
-    let (from, to) = match accounts(&args.sync, &args.from, &args.to) {
-        Ok(pair) => pair,
+    let (from, to, faults) = match args.sync.prepare(&args.from, &args.to) {
+        Ok(prepared) => prepared,
         Err(e) => {
             eprintln!("svsync: {e}");
-            return Exit::Usage;
-        }
-    };
-    let faults = match args.sync.simulate.as_deref().map(Faults::parse).transpose() {
-        Ok(f) => f.unwrap_or_default(),
-        Err(e) => {
-            eprintln!("svsync: --simulate: {e}");
             return Exit::Usage;
         }
     };

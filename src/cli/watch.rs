@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use svsync::sync::run::{SyncError, SyncReport, WriteMode};
 use svsync::sync::session::{unix_now, utc_text};
-use svsync::sync::transport::Faults;
 use svsync::watch::{Side, WatchConfig, WatchEvent, run};
 
 use super::common::SyncArgs;
 use super::exit::Exit;
-use super::merge::{accounts, report_json, sync_once};
+use super::merge::{report_json, sync_once};
 
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
@@ -63,17 +62,10 @@ fn summary(report: &SyncReport) -> String {
 }
 
 pub fn run_watch(args: &WatchArgs) -> Exit {
-    let (a, b) = match accounts(&args.sync, &args.a, &args.b) {
-        Ok(pair) => pair,
+    let (a, b, faults) = match args.sync.prepare(&args.a, &args.b) {
+        Ok(prepared) => prepared,
         Err(e) => {
             eprintln!("svsync: {e}");
-            return Exit::Usage;
-        }
-    };
-    let faults = match args.sync.simulate.as_deref().map(Faults::parse).transpose() {
-        Ok(f) => f.unwrap_or_default(),
-        Err(e) => {
-            eprintln!("svsync: --simulate: {e}");
             return Exit::Usage;
         }
     };

@@ -171,6 +171,17 @@ impl Receiver {
         })
     }
 
+    /// The confirmation of a table already held (its first one was lost).
+    fn confirm_again(&self, table: TableName) -> Option<RxOut> {
+        self.done.get(&table).map(|counts| {
+            RxOut::Send(Message::SyncConfirm {
+                sid: self.sid,
+                table,
+                counts: *counts,
+            })
+        })
+    }
+
     fn fail_current(&mut self, reason: String, out: &mut Vec<RxOut>) {
         if let Some(cur) = self.current.take() {
             out.push(RxOut::Event(RxEvent::TableFailed {
@@ -199,12 +210,8 @@ impl Receiver {
                 crc,
                 ..
             } => {
-                if let Some(counts) = self.done.get(&table) {
-                    out.push(RxOut::Send(Message::SyncConfirm {
-                        sid: self.sid,
-                        table,
-                        counts: *counts,
-                    }));
+                if let Some(confirm) = self.confirm_again(table) {
+                    out.push(confirm);
                     return out;
                 }
                 if bytes > MAX_PAYLOAD
@@ -293,12 +300,8 @@ impl Receiver {
                 crc,
                 ..
             } => {
-                if let Some(counts) = self.done.get(&table) {
-                    out.push(RxOut::Send(Message::SyncConfirm {
-                        sid: self.sid,
-                        table,
-                        counts: *counts,
-                    }));
+                if let Some(confirm) = self.confirm_again(table) {
+                    out.push(confirm);
                     return out;
                 }
                 let max_rounds = self.config.max_rounds;
