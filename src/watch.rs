@@ -115,6 +115,13 @@ impl FsWatcher {
         ];
         let handler = move |res: notify::Result<notify::Event>| {
             let Ok(event) = res else { return };
+            // Reads (svsync's own included) are not saves.
+            if matches!(
+                event.kind,
+                notify::EventKind::Access(_) | notify::EventKind::Other
+            ) {
+                return;
+            }
             for (side, dir, name) in &names {
                 let hit = event.paths.iter().any(|p| {
                     p.file_name().map(ToOwned::to_owned) == *name
@@ -218,6 +225,15 @@ pub enum WatchEvent<R> {
     InStep { from: Side },
 }
 
+/// What one sync did, as the caller reports it.
+pub struct SyncOutcome<R> {
+    /// It completed (else it is tried again a little later).
+    pub ok: bool,
+    /// It wrote the receiver's file.
+    pub wrote: bool,
+    pub result: R,
+}
+
 /// Settings of the loop.
 pub struct WatchConfig {
     pub a: PathBuf,
@@ -232,12 +248,11 @@ const RETRY_DELAY: Duration = Duration::from_secs(2);
 const MAX_RETRIES: u32 = 15;
 
 /// Runs until `stop` is set: an initial sync each way when the sides differ, then a sync each
-/// time one side is saved. `sync(from, to)` runs one merge and returns whether it wrote the
-/// receiver and the caller's result.
+/// time one side is saved. `sync(from)` runs one merge from that side into the other.
 pub fn run<R>(
     config: &WatchConfig,
     stop: &AtomicBool,
-    mut sync: impl FnMut(Side) -> (bool, R),
+    mut sync: impl FnMut(Side) -> SyncOutcome<R>,
     mut report: impl FnMut(WatchEvent<R>),
 ) -> Result<(), WatchError> {
     let watcher = FsWatcher::new(&config.a, &config.b, config.poll)?;
@@ -282,14 +297,26 @@ pub fn run<R>(
                     report(WatchEvent::InStep { from: side });
                 }
                 Ok(true) => {
-                    retries.remove(&side);
-                    seen.insert(side, hash);
-                    let (wrote, result) = sync(side);
-                    if wrote {
+                    let outcome = sync(side);
+                    if outcome.ok {
+                        retries.remove(&side);
+                        seen.insert(side, hash);
+                    } else {
+                        // Failed (the receiver changed under it, busy, ...): try again later.
+                        let n = retries.entry(side).or_insert(0);
+                        *n += 1;
+                        if *n <= MAX_RETRIES {
+                            debouncer.retry(side, now, RETRY_DELAY);
+                        }
+                    }
+                    if outcome.wrote {
                         // Remember the receiver as written, so its event is not a save.
                         seen.insert(side.other(), file_hash(path(side.other())));
                     }
-                    report(WatchEvent::Synced { from: side, result });
+                    report(WatchEvent::Synced {
+                        from: side,
+                        result: outcome.result,
+                    });
                 }
             }
         }
@@ -335,5 +362,53 @@ mod tests {
         d.retry(Side::A, t0, Duration::from_secs(2));
         assert!(d.due(t0 + Duration::from_secs(1)).is_empty());
         assert_eq!(d.due(t0 + Duration::from_secs(2)), [Side::A]);
+    }
+
+    #[test]
+    fn a_failed_sync_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/WTF/Account");
+        let a = dir.path().join("A/GuildHelper.lua");
+        let b = dir.path().join("B/GuildHelper.lua");
+        for (from, to) in [("ALPHA", &a), ("BRAVO", &b)] {
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(root.join(from).join("SavedVariables/GuildHelper.lua"), to).unwrap();
+        }
+        let config = WatchConfig {
+            a,
+            b,
+            target: Target::SharedDataRemote,
+            debounce: Duration::from_millis(50),
+            poll: None,
+        };
+        let stop = AtomicBool::new(false);
+        let mut attempts_from_a = 0;
+        let mut reported_from_a = 0;
+        let started = Instant::now();
+        run(
+            &config,
+            &stop,
+            |side| {
+                if side == Side::A {
+                    attempts_from_a += 1;
+                }
+                // The first sync from A fails (as when the game saved B meanwhile).
+                SyncOutcome {
+                    ok: side == Side::B || attempts_from_a > 1,
+                    wrote: false,
+                    result: side,
+                }
+            },
+            |event| {
+                if let WatchEvent::Synced { from: Side::A, .. } = event {
+                    reported_from_a += 1;
+                }
+                if reported_from_a >= 2 || started.elapsed() > Duration::from_secs(60) {
+                    stop.store(true, Ordering::SeqCst);
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(reported_from_a, 2);
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use svsync::sync::run::{SyncError, SyncReport, WriteMode};
 use svsync::sync::session::{unix_now, utc_text};
-use svsync::watch::{Side, WatchConfig, WatchEvent, run};
+use svsync::watch::{Side, SyncOutcome, WatchConfig, WatchEvent, run};
 
 use super::common::SyncArgs;
 use super::exit::Exit;
@@ -122,8 +122,11 @@ pub fn run_watch(args: &WatchArgs) -> Exit {
             };
             let r: Result<SyncReport, SyncError> =
                 sync_once(&args.sync, f, t, mode.clone(), faults, false);
-            let wrote = r.as_ref().is_ok_and(|r| r.written.is_some());
-            (wrote, r)
+            SyncOutcome {
+                ok: r.as_ref().is_ok_and(SyncReport::ok),
+                wrote: r.as_ref().is_ok_and(|r| r.written.is_some()),
+                result: r,
+            }
         },
         |event| match event {
             WatchEvent::Synced { from, result } => {
