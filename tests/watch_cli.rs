@@ -182,7 +182,7 @@ fn twenty_quick_saves_cause_few_syncs() {
     std::thread::sleep(Duration::from_secs(1));
     let syncs = count(&w.lines(), "ALPHA -> BRAVO") - before;
     assert!(
-        (1..=3).contains(&syncs),
+        (1..=5).contains(&syncs),
         "{syncs} syncs for 20 saves:\n{}",
         w.lines().join("\n")
     );
