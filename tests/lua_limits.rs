@@ -65,9 +65,17 @@ fn nesting_boundary_matches_lua() {
                     .collect::<String>(),
                 "}".repeat(depth - 1)
             );
+            // `-1` is a unary operator on a value: one syntax level more than `1`.
+            let negative = format!(
+                "X = {{{keys}{}{{-1, [-2] = 3}}{}}}",
+                "{".repeat(depth - 2),
+                "}".repeat(depth - 2)
+            );
             agree(&with_value);
             agree(&empty);
             agree(&keyed);
+            let accepted = agree(&negative);
+            assert_eq!(accepted, depth <= 197, "a negative number at depth {depth}");
         }
     }
 }

@@ -722,6 +722,19 @@ impl<'a> Parser<'a, '_> {
     }
 
     fn negative(&mut self, minus: Token) -> Result<(Node, Exp), ParseError> {
+        // Lua parses `-x` as a unary operator applied to a sub-expression: one more syntax level
+        // than a plain value, so at the deepest table level a negative number is too deep.
+        let depth = self.frames.last().map_or(0, |f| f.depth);
+        if depth >= MAX_TABLE_DEPTH {
+            return Err(ParseError::new(
+                minus.start,
+                ErrorCode::TooDeep,
+                format!(
+                    "a negative number at table depth {depth}: Lua 5.1 refuses to load this file \
+                     (chunk has too many syntax levels; `-` counts as one more level)"
+                ),
+            ));
+        }
         let tok = self.next()?;
         match tok.tok {
             Tok::Number => {

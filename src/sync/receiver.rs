@@ -158,6 +158,11 @@ impl Receiver {
         &self.done
     }
 
+    /// `Some(written)` once the receiver has committed the session.
+    pub fn committed_state(&self) -> Option<bool> {
+        self.committed
+    }
+
     /// Whether the session is over for the receiver (committed, or stopped by the sender).
     pub fn is_finished(&self) -> bool {
         self.committed.is_some() || self.stopped

@@ -272,6 +272,8 @@ struct ReceiverFlow {
     backup: Option<PathBuf>,
     changes: bool,
     journaled: u32,
+    /// Whether this run continued an interrupted session.
+    resumed: bool,
 }
 
 impl ReceiverFlow {
@@ -346,8 +348,13 @@ impl ReceiverFlow {
                     match store.resumable_from(account, toon, &me, self.target, now) {
                         Some(existing) => (existing, true),
                         None => {
+                            // A proposed id already used here gets the next free one.
+                            let mut fresh = *sid;
+                            while store.get(fresh).is_some() {
+                                fresh = SessionId(fresh.0.wrapping_add(0x9E37_79B9));
+                            }
                             store.sessions.push(SessionRecord {
-                                id: sid.to_string(),
+                                id: fresh.to_string(),
                                 sender: Peer {
                                     account: account.clone(),
                                     toon: toon.clone(),
@@ -365,7 +372,7 @@ impl ReceiverFlow {
                                 state: SessionState::Active,
                                 tables: BTreeMap::new(),
                             });
-                            (*sid, false)
+                            (fresh, false)
                         }
                     };
                 let record = store.get(use_sid).cloned();
@@ -397,6 +404,7 @@ impl ReceiverFlow {
                 self.metadata = record
                     .as_ref()
                     .map_or(*metadata, |r| r.metadata || *metadata);
+                self.resumed = resumed;
                 self.touch(store, use_sid, now);
                 store.save()?;
                 let held: Vec<&str> = done.keys().map(|t| t.as_str()).collect();
@@ -649,35 +657,37 @@ impl ReceiverFlow {
                 "internal error: the merged file does not read back as the merged table".into(),
             );
         }
+        // Once the file is written the session is done, even if recording that fails (a rerun
+        // would then merge the same tables again, which changes nothing).
         let finish = |store: &mut SessionStore| {
             if let Some(r) = store.get_mut(sid) {
                 r.state = SessionState::Complete;
             }
-            store.save().map_err(|e| e.to_string())?;
-            store.forget_journal(sid);
-            Ok::<(), String>(())
+            if store.save().is_ok() {
+                store.forget_journal(sid);
+            }
         };
         match &self.mode {
             WriteMode::DryRun => {
-                finish(store)?;
+                finish(store);
                 Ok(false)
             }
             WriteMode::Output(path) => {
                 safe::replace(path, &out, None, false).map_err(|e| e.to_string())?;
                 self.written = Some(path.clone());
-                finish(store)?;
+                finish(store);
                 Ok(true)
             }
             WriteMode::InPlace => {
                 if !changes {
-                    finish(store)?;
+                    finish(store);
                     return Ok(false);
                 }
                 let backup = safe::replace(&self.file, &out, Some(&self.snapshot), true)
                     .map_err(|e| e.to_string())?;
                 self.written = Some(self.file.clone());
                 self.backup = backup;
-                finish(store)?;
+                finish(store);
                 Ok(true)
             }
         }
@@ -734,7 +744,19 @@ pub fn run(job: SyncJob<'_>) -> Result<SyncReport, SyncError> {
     }
     let toon = toon_of(&shared, &from.account);
     let account = wire_name(&from.account);
-    let mut rng = Rng::new(now ^ u64::from(std::process::id()) ^ faults.seed.rotate_left(17));
+    // A simulated run is reproducible from its seed (the session id is part of what crosses
+    // the channel); a real one proposes an id unlikely to be in use anywhere.
+    let salt = if faults.is_faulty() || faults.crash_after.is_some() {
+        0
+    } else {
+        u64::from(std::process::id())
+            ^ u64::from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos()),
+            )
+    };
+    let mut rng = Rng::new(now ^ salt ^ faults.seed.rotate_left(17));
     let proposed = SessionId(rng.next_u64() as u32);
     let mut sender = Sender::new(
         SenderConfig::default(),
@@ -762,6 +784,7 @@ pub fn run(job: SyncJob<'_>) -> Result<SyncReport, SyncError> {
         backup: None,
         changes: false,
         journaled: 0,
+        resumed: false,
     };
     let mut wire = match &wire_log {
         Some(path) => Some(BufWriter::new(File::create(path).map_err(|source| {
@@ -779,7 +802,6 @@ pub fn run(job: SyncJob<'_>) -> Result<SyncReport, SyncError> {
     let mut messages_received = 0u64;
     let mut bytes_sent = 0u64;
     let mut data_sent = 0u64;
-    let mut resumed = false;
     let mut delivered = 0u64;
     let from_file = from.file.to_string_lossy().into_owned();
 
@@ -803,7 +825,7 @@ pub fn run(job: SyncJob<'_>) -> Result<SyncReport, SyncError> {
                 }
                 SenderOut::Event(e) => {
                     let sid = sender.sid();
-                    sender_event(&mut sender_log, store, sid, &from_file, &e, &mut resumed);
+                    sender_event(&mut sender_log, store, sid, &from_file, &e);
                 }
             }
         }
@@ -864,7 +886,23 @@ pub fn run(job: SyncJob<'_>) -> Result<SyncReport, SyncError> {
         let _ = w.flush();
     }
 
+    // The receiver may have committed while its last answer was lost: the sender then gives
+    // up, but the merge is done, and the run says so.
+    let committed = receiver
+        .machine
+        .as_ref()
+        .and_then(Receiver::committed_state)
+        .is_some();
+    if committed && !matches!(sender.outcome(), Some(Outcome::Complete { .. })) {
+        sender_log.line(
+            sender.sid(),
+            "note",
+            None,
+            "the receiver committed; its last answer was lost",
+        );
+    }
     let (outcome, reason) = match sender.outcome() {
+        _ if committed => ("complete", None),
         Some(Outcome::Complete { .. }) => ("complete", None),
         Some(Outcome::Busy { with }) => (
             "busy",
@@ -911,7 +949,7 @@ pub fn run(job: SyncJob<'_>) -> Result<SyncReport, SyncError> {
     receiver.log.flush();
     Ok(SyncReport {
         session: sid.to_string(),
-        resumed,
+        resumed: receiver.resumed,
         outcome,
         reason,
         tables,
@@ -932,7 +970,6 @@ fn sender_event(
     sid: SessionId,
     from_file: &str,
     e: &SenderEvent,
-    resumed: &mut bool,
 ) {
     let mut update = |t: TableName, f: &dyn Fn(&mut TableProgress)| {
         if let Some(p) = store.get_mut(sid).and_then(|r| r.tables.get_mut(&t)) {
@@ -949,9 +986,8 @@ fn sender_event(
         SenderEvent::Accepted {
             sid: accepted,
             done,
-            resumed: continued,
+            ..
         } => {
-            *resumed = *continued;
             if let Some(r) = store.get_mut(*accepted) {
                 r.sender.file = from_file.to_string();
             }
