@@ -6,12 +6,13 @@ use std::path::Path;
 use full_moon::ast::{Expression, Field as FmField, Stmt, UnOp, Var};
 use proptest::prelude::*;
 use svsync::lua::{
-    ErrorCode, FieldKey, Indent, Key, KeyPath, Kind, Layout, LineEnding, LuaValue, Node, Number,
-    Table, parse, splice, write_file,
+    FieldKey, Indent, Key, KeyPath, Kind, Layout, LineEnding, LuaValue, Node, Number, Table, parse,
+    splice, write_file,
 };
 
 use crate::support::{
     broken_files, loadable_files, lua51_globals, on_big_stack, ordered_globals, our_globals,
+    refused_on_purpose,
 };
 
 fn read(path: &Path) -> Vec<u8> {
@@ -383,14 +384,6 @@ proptest! {
     }
 }
 
-/// Errors for constructs Lua 5.1 runs but a data file must not contain.
-fn outside_data_subset(code: ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::NameAsValue | ErrorCode::Expression | ErrorCode::Statement | ErrorCode::TableKey
-    )
-}
-
 /// Compares svsync with Lua 5.1 on one input: same verdict, same values.
 fn same_verdict_as_lua(src: &[u8]) -> Result<(), TestCaseError> {
     let ours = our_globals(src);
@@ -404,7 +397,7 @@ fn same_verdict_as_lua(src: &[u8]) -> Result<(), TestCaseError> {
             String::from_utf8_lossy(src)
         ),
         (Err(o), Ok(_)) => prop_assert!(
-            outside_data_subset(o.code),
+            refused_on_purpose(o.code),
             "svsync refuses valid data: {:?} {:?}",
             o,
             String::from_utf8_lossy(src)

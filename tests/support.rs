@@ -129,3 +129,17 @@ pub fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -
         .join()
         .unwrap()
 }
+
+/// Errors for files Lua 5.1 loads but svsync refuses on purpose: constructs outside the data
+/// subset, and damage that Lua would silently misread.
+pub fn refused_on_purpose(code: svsync::lua::ErrorCode) -> bool {
+    use svsync::lua::ErrorCode;
+    matches!(
+        code,
+        ErrorCode::NameAsValue
+            | ErrorCode::Expression
+            | ErrorCode::Statement
+            | ErrorCode::TableKey
+            | ErrorCode::DamagedNumber
+    )
+}

@@ -22,6 +22,9 @@ pub enum ErrorCode {
     InvalidLongDelimiter,
     /// A numeral Lua cannot read, such as `1e` or `0x`.
     MalformedNumber,
+    /// A NUL byte right after a number: Lua 5.1 reads `7<NUL>213` as `7` (the NUL passes for an
+    /// exponent mark) and silently drops the rest, so svsync refuses the damaged file.
+    DamagedNumber,
     /// The file ends in the middle of a table or statement.
     Truncated,
     /// A token that cannot appear where it is.

@@ -400,6 +400,20 @@ impl<'a> Lexer<'a> {
         while i < src.len() && (is(src[i], DIGIT) || src[i] == b'.') {
             i += 1;
         }
+        // llex.c tests for the exponent with strchr("Ee", c), which also matches a NUL byte.
+        let damaged = src.get(i) == Some(&0)
+            || (matches!(src.get(i), Some(b'e' | b'E')) && src.get(i + 1) == Some(&0));
+        if damaged {
+            let digits = String::from_utf8_lossy(&src[start..i]);
+            return Err(ParseError::new(
+                i,
+                ErrorCode::DamagedNumber,
+                format!(
+                    "a NUL byte (0) right after the number `{digits}`: the file is damaged, and the \
+                     game would silently read a different number here"
+                ),
+            ));
+        }
         if i < src.len() && (src[i] == b'e' || src[i] == b'E') {
             i += 1;
             if i < src.len() && (src[i] == b'+' || src[i] == b'-') {
