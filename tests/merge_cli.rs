@@ -534,3 +534,30 @@ fn kill_9_during_merges_into_a_large_file_leaves_it_old_or_new() {
         .success();
     assert_eq!(std::fs::read(t.file("BRAVO")).unwrap(), want);
 }
+
+/// Account names with spaces and `#`, and a receiver written with CRLF line endings: the merge
+/// keeps CRLF everywhere and the file still validates.
+#[test]
+fn names_with_spaces_and_hash_and_crlf_files() {
+    let t = Tree::new();
+    let accounts = t.wtf().join("Account");
+    copy_dir(&t.account("ALPHA"), &accounts.join("My Main#1"));
+    copy_dir(&t.account("BRAVO"), &accounts.join("Alt Account"));
+    let alt = accounts.join("Alt Account/SavedVariables/GuildHelper.lua");
+    let lf = std::fs::read_to_string(&alt).unwrap();
+    std::fs::write(&alt, lf.replace('\n', "\r\n")).unwrap();
+    t.svsync()
+        .args(["merge", "My Main#1", "Alt Account", "--wtf"])
+        .arg(t.wtf())
+        .assert()
+        .success();
+    let merged = std::fs::read(&alt).unwrap();
+    let bare_lf = merged
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| b == b'\n' && (i == 0 || merged[i - 1] != b'\r'))
+        .count();
+    assert_eq!(bare_lf, 0);
+    assert!(String::from_utf8_lossy(&merged).contains("[\"202501051930127731\"] = {\r\n"));
+    t.svsync().arg("validate").arg(&alt).assert().success();
+}
