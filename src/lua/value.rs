@@ -216,9 +216,25 @@ impl PartialEq for LuaValue {
 }
 
 /// A Lua table: entries in first-appearance order, each key once.
-#[derive(Debug, Clone, Default)]
+///
+/// Small tables are searched in order; a table with more than [`INDEX_FROM`] entries also keeps
+/// a hash index of its keys, so building and reading large tables (a guild roster of thousands)
+/// stays linear.
+#[derive(Clone, Default)]
 pub struct Table {
     entries: Vec<(Key, LuaValue)>,
+    index: Option<HashMap<Key, usize>>,
+}
+
+/// Entries from which a table keeps a key index.
+const INDEX_FROM: usize = 32;
+
+impl fmt::Debug for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Table")
+            .field("entries", &self.entries)
+            .finish()
+    }
 }
 
 impl Table {
@@ -237,12 +253,39 @@ impl Table {
 
     /// A sequence `{v1, v2, ...}`.
     pub fn array(values: impl IntoIterator<Item = LuaValue>) -> Table {
-        Table {
-            entries: values
+        Table::with_entries(
+            values
                 .into_iter()
                 .enumerate()
                 .map(|(i, v)| (Key::int(i as i64 + 1), v))
                 .collect(),
+        )
+    }
+
+    /// A table of entries whose keys are known to be distinct.
+    fn with_entries(entries: Vec<(Key, LuaValue)>) -> Table {
+        let mut t = Table {
+            entries,
+            index: None,
+        };
+        t.reindex();
+        t
+    }
+
+    fn reindex(&mut self) {
+        self.index = (self.entries.len() > INDEX_FROM).then(|| {
+            self.entries
+                .iter()
+                .enumerate()
+                .map(|(i, (k, _))| (k.clone(), i))
+                .collect()
+        });
+    }
+
+    fn position(&self, key: &Key) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(key).copied(),
+            None => self.entries.iter().position(|(k, _)| k == key),
         }
     }
 
@@ -267,18 +310,18 @@ impl Table {
     }
 
     pub fn get(&self, key: &Key) -> Option<&LuaValue> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.position(key).map(|i| &self.entries[i].1)
     }
 
     pub fn get_mut(&mut self, key: &Key) -> Option<&mut LuaValue> {
-        self.entries
-            .iter_mut()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+        self.position(key).map(|i| &mut self.entries[i].1)
     }
 
     /// The value under a string key.
     pub fn get_str(&self, key: &str) -> Option<&LuaValue> {
+        if self.index.is_some() {
+            return self.get(&Key::str(key));
+        }
         self.entries
             .iter()
             .find(|(k, _)| k.as_str() == Some(key.as_bytes()))
@@ -287,15 +330,31 @@ impl Table {
 
     /// Sets a key, keeping its place if it exists.
     pub fn insert(&mut self, key: Key, value: LuaValue) {
-        match self.entries.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.entries.push((key, value)),
+        match self.position(&key) {
+            Some(i) => self.entries[i].1 = value,
+            None => {
+                let at = self.entries.len();
+                match &mut self.index {
+                    Some(index) => {
+                        index.insert(key.clone(), at);
+                        self.entries.push((key, value));
+                    }
+                    None => {
+                        self.entries.push((key, value));
+                        if self.entries.len() > INDEX_FROM {
+                            self.reindex();
+                        }
+                    }
+                }
+            }
         }
     }
 
     pub fn remove(&mut self, key: &Key) -> Option<LuaValue> {
-        let at = self.entries.iter().position(|(k, _)| k == key)?;
-        Some(self.entries.remove(at).1)
+        let at = self.position(key)?;
+        let (_, value) = self.entries.remove(at);
+        self.reindex();
+        Some(value)
     }
 
     /// `n` such that keys `1..=n` are all present and `n + 1` is not: the array part a writer
@@ -435,9 +494,7 @@ impl TableBuilder {
     }
 
     fn finish(self) -> Table {
-        Table {
-            entries: self.entries.into_iter().flatten().collect(),
-        }
+        Table::with_entries(self.entries.into_iter().flatten().collect())
     }
 }
 
@@ -445,6 +502,37 @@ impl TableBuilder {
 mod tests {
     use super::*;
     use crate::lua::parse;
+
+    #[test]
+    fn large_tables_keep_order_and_find_keys() {
+        let mut t = Table::new();
+        for i in 0..200 {
+            t.insert(
+                Key::str(format!("k{i}")),
+                LuaValue::Number(Number::new(f64::from(i))),
+            );
+        }
+        t.insert(Key::str("k7"), LuaValue::str("again"));
+        assert_eq!(t.len(), 200);
+        assert_eq!(t.get_str("k7"), Some(&LuaValue::str("again")));
+        assert_eq!(t.entries()[7].0, Key::str("k7"));
+        assert_eq!(
+            t.remove(&Key::str("k3")),
+            Some(LuaValue::Number(Number::new(3.0)))
+        );
+        assert_eq!(t.get_str("k3"), None);
+        assert_eq!(
+            t.get_str("k199"),
+            Some(&LuaValue::Number(Number::new(199.0)))
+        );
+        assert_eq!(t.entries()[3].0, Key::str("k4"));
+        let a = Table::array((0..100).map(|i| LuaValue::Number(Number::new(f64::from(i)))));
+        assert_eq!(
+            a.get(&Key::int(100)),
+            Some(&LuaValue::Number(Number::new(99.0)))
+        );
+        assert_eq!(a.sequence_len(), 100);
+    }
 
     fn global(src: &str) -> LuaValue {
         let doc = parse(src.as_bytes()).unwrap();
