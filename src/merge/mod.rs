@@ -39,23 +39,6 @@ pub struct Counts {
     pub skipped: u64,
 }
 
-impl Counts {
-    /// Whether the merge changed the target's entries.
-    pub fn changed(&self) -> bool {
-        self.added > 0 || self.updated > 0
-    }
-
-    pub fn add(&mut self, other: &Counts) {
-        self.received += other.received;
-        self.added += other.added;
-        self.updated += other.updated;
-        self.unchanged += other.unchanged;
-        self.kept_newer += other.kept_newer;
-        self.conflicts += other.conflicts;
-        self.skipped += other.skipped;
-    }
-}
-
 /// A merged table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Merged {

@@ -226,7 +226,8 @@ fn decode(json: &Value, depth: u32) -> Result<LuaValue, JsonError> {
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex of bytes (also the chunk journal's encoding).
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for &b in bytes {
@@ -236,7 +237,7 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-fn unhex(text: &str) -> Result<Vec<u8>, JsonError> {
+pub(crate) fn unhex(text: &str) -> Result<Vec<u8>, JsonError> {
     let bytes = text.as_bytes();
     if !bytes.len().is_multiple_of(2) {
         return Err(JsonError::Hex(text.to_string()));

@@ -107,7 +107,6 @@ pub struct Receiver {
     done: BTreeMap<TableName, Counts>,
     current: Option<Incoming>,
     committed: Option<bool>,
-    stopped: bool,
 }
 
 impl Receiver {
@@ -120,7 +119,6 @@ impl Receiver {
             done,
             current: None,
             committed: None,
-            stopped: false,
         }
     }
 
@@ -161,11 +159,6 @@ impl Receiver {
     /// `Some(written)` once the receiver has committed the session.
     pub fn committed_state(&self) -> Option<bool> {
         self.committed
-    }
-
-    /// Whether the session is over for the receiver (committed, or stopped by the sender).
-    pub fn is_finished(&self) -> bool {
-        self.committed.is_some() || self.stopped
     }
 
     fn error(&self, table: Option<TableName>, reason: &str) -> RxOut {
@@ -379,7 +372,6 @@ impl Receiver {
                 }
             }
             Message::SyncError { reason, .. } => {
-                self.stopped = true;
                 self.current = None;
                 out.push(RxOut::Event(RxEvent::SenderStopped { reason }));
             }
@@ -430,7 +422,6 @@ impl Receiver {
                 ]
             }
             Err(reason) => {
-                self.stopped = true;
                 vec![
                     RxOut::Event(RxEvent::SenderStopped {
                         reason: format!("commit failed: {reason}"),

@@ -380,7 +380,7 @@ impl ReceiverFlow {
                 let mut machine;
                 if let Some(record) = &record {
                     for (t, p) in &record.tables {
-                        if p.status == TableStatus::Complete && store.staged(use_sid, *t).is_some()
+                        if p.status == TableStatus::Complete && store.has_staged(use_sid, *t)
                             || self.staged.contains_key(t)
                         {
                             done.insert(*t, p.counts.unwrap_or_default());

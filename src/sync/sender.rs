@@ -214,25 +214,36 @@ impl Sender {
         self.deadline = Some(now + self.config.retry_ms);
     }
 
+    /// What SYNC_INITIATE announces and SYNC_CONFIRM_REQUEST repeats: table, total, bytes, crc.
+    fn announcement(&self, i: usize) -> (TableName, u32, u64, u32) {
+        let t = &self.tables[i];
+        (
+            t.payload.table,
+            t.slices.len() as u32,
+            t.payload.bytes.len() as u64,
+            t.payload.crc,
+        )
+    }
+
     fn initiate(&self, i: usize) -> Message {
-        let p = &self.tables[i].payload;
+        let (table, total, bytes, crc) = self.announcement(i);
         Message::SyncInitiate {
             sid: self.sid,
-            table: p.table,
-            total: self.tables[i].slices.len() as u32,
-            bytes: p.bytes.len() as u64,
-            crc: p.crc,
+            table,
+            total,
+            bytes,
+            crc,
         }
     }
 
     fn confirm_request(&self, i: usize) -> Message {
-        let p = &self.tables[i].payload;
+        let (table, total, bytes, crc) = self.announcement(i);
         Message::SyncConfirmRequest {
             sid: self.sid,
-            table: p.table,
-            total: self.tables[i].slices.len() as u32,
-            bytes: p.bytes.len() as u64,
-            crc: p.crc,
+            table,
+            total,
+            bytes,
+            crc,
         }
     }
 

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::merge::Counts;
 use crate::model::Target;
+use crate::model::json::{hex, unhex};
 use crate::model::tables::TableName;
 
 use super::wire::SessionId;
@@ -166,10 +167,6 @@ impl SessionStore {
             dir: Some(dir.to_path_buf()),
             sessions,
         })
-    }
-
-    pub fn dir(&self) -> Option<&Path> {
-        self.dir.as_deref()
     }
 
     /// Writes the tracking table (atomically: a temporary file renamed over the old one).
@@ -352,11 +349,7 @@ impl SessionStore {
         };
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let path = dir.join(format!("{table}.chunks"));
-        let mut line = format!("{crc:08x} {index} ");
-        for b in payload {
-            line.push_str(&format!("{b:02x}"));
-        }
-        line.push('\n');
+        let line = format!("{crc:08x} {index} {}\n", hex(payload));
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -386,14 +379,10 @@ impl SessionStore {
             .filter_map(|line| {
                 let mut parts = line.split(' ');
                 let (c, i, h) = (parts.next()?, parts.next()?, parts.next().unwrap_or(""));
-                if c != want || h.len() % 2 != 0 {
+                if c != want {
                     return None;
                 }
-                let bytes: Option<Vec<u8>> = (0..h.len())
-                    .step_by(2)
-                    .map(|k| u8::from_str_radix(h.get(k..k + 2)?, 16).ok())
-                    .collect();
-                Some((i.parse().ok()?, bytes?))
+                Some((i.parse().ok()?, unhex(h).ok()?))
             })
             .collect()
     }
@@ -428,6 +417,12 @@ impl SessionStore {
         tmp.as_file().sync_all().map_err(io(&path))?;
         tmp.persist(&path).map_err(|e| io(&path)(e.error))?;
         Ok(())
+    }
+
+    /// Whether a table is staged (without reading it).
+    pub fn has_staged(&self, sid: SessionId, table: TableName) -> bool {
+        self.journal_dir(sid)
+            .is_some_and(|d| d.join(format!("{table}.json")).is_file())
     }
 
     /// A staged table's payload.
