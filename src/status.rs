@@ -3,16 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
 use crate::fsio::accounts::Account;
 use crate::lua::{Keep, LuaValue, ParseOptions, Table, parse_with};
 use crate::merge::merge_shared;
 use crate::model::tables::{TableName, entries};
 use crate::model::{SAVED_VARIABLES, SHARED_DATA, SHARED_DATA_REMOTE, shared_table};
-use crate::sync::session::{SessionRecord, SessionState, SessionStore, utc_text};
+use crate::protocol::session::{SessionRecord, SessionState};
+use crate::time::utc_text;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct AccountStatus {
     pub account: String,
     pub flavor: Option<String>,
@@ -33,7 +32,7 @@ pub struct AccountStatus {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct LastSync {
     pub session: String,
     pub from: String,
@@ -77,14 +76,13 @@ fn load(bytes: &[u8]) -> Result<Loaded, String> {
     })
 }
 
-fn last_sync(store: &SessionStore, file: &str) -> Option<LastSync> {
-    store
-        .sessions
+fn last_sync(records: &[SessionRecord], file: &str) -> Option<LastSync> {
+    records
         .iter()
         .filter(|s| s.receiver.file == file || s.sender.file == file)
         .max_by_key(|s| s.last_activity)
         .map(|s: &SessionRecord| LastSync {
-            session: s.id.clone(),
+            session: s.id.to_string(),
             from: s.sender.account.clone(),
             to: s.receiver.account.clone(),
             state: s.state,
@@ -92,8 +90,9 @@ fn last_sync(store: &SessionStore, file: &str) -> Option<LastSync> {
         })
 }
 
-/// The status of each account; `store` gives the last sync of each.
-pub fn statuses(accounts: &[Account], store: &SessionStore) -> Vec<AccountStatus> {
+/// The status of each account; `records` (both peers' session records) give the last sync of
+/// each.
+pub fn statuses(accounts: &[Account], records: &[SessionRecord]) -> Vec<AccountStatus> {
     let loaded: Vec<Result<Loaded, String>> = accounts
         .iter()
         .map(|a| {
@@ -108,6 +107,8 @@ pub fn statuses(accounts: &[Account], store: &SessionStore) -> Vec<AccountStatus
         .map(|(a, l)| {
             let meta = std::fs::metadata(&a.file).ok();
             let file = a.file.to_string_lossy().into_owned();
+            let real = crate::fsio::write::real_path(&a.file)
+                .map_or_else(|_| file.clone(), |p| p.display().to_string());
             let mut status = AccountStatus {
                 account: a.name.clone(),
                 flavor: a.flavor.clone(),
@@ -116,7 +117,7 @@ pub fn statuses(accounts: &[Account], store: &SessionStore) -> Vec<AccountStatus
                     .and_then(|m| m.modified().ok())
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                     .map(|d| utc_text(d.as_secs())),
-                last_sync: last_sync(store, &file),
+                last_sync: last_sync(records, &real),
                 file,
                 toons: Vec::new(),
                 entries: BTreeMap::new(),

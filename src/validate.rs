@@ -9,31 +9,24 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use serde::Serialize;
-
 use crate::lua::{Keep, Limits, LineIndex, ParseOptions, parse_with};
 use crate::model::check::{Severity, check_guildhelper};
 use crate::model::{KEEP_PATHS, is_guildhelper_file};
 
 /// One finding, as `path:line:column: severity: message`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     pub line: usize,
     pub column: usize,
     pub message: String,
 }
 
-/// The findings of one file. Serializes to the documented `--json` shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The findings of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileReport {
-    #[serde(serialize_with = "path_as_string")]
     pub path: PathBuf,
     pub errors: Vec<Finding>,
     pub warnings: Vec<Finding>,
-}
-
-fn path_as_string<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&path.to_string_lossy())
 }
 
 impl FileReport {
@@ -158,13 +151,5 @@ mod tests {
         let src = b"Other = 1\n";
         assert!(validate_bytes(Path::new("Other.lua"), src).is_ok());
         assert!(!validate_bytes(Path::new("GuildHelper.lua"), src).is_ok());
-    }
-
-    #[test]
-    fn json_shape() {
-        let r = validate_bytes(Path::new("a.lua"), b"X = ");
-        let json = serde_json::to_string(&r).unwrap();
-        assert!(json.starts_with(r#"{"path":"a.lua","errors":[{"line":1,"column":5,"message":"#));
-        assert!(json.ends_with(r#""warnings":[]}"#));
     }
 }

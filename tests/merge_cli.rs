@@ -292,32 +292,125 @@ fn errors_are_plain_sentences_with_exit_2() {
     assert!(!stderr(out.get_output()).contains("panicked"));
 }
 
+/// svsync as a user whose file permissions apply: as root (as CI runs), through `setpriv` as
+/// `nobody`; otherwise as the current user. The tree is opened up so that user can read it.
+#[cfg(unix)]
+fn unprivileged(t: &Tree) -> std::process::Command {
+    use std::os::unix::fs::PermissionsExt;
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut c = if root {
+        for e in walkdir::WalkDir::new(t.dir.path()).into_iter().flatten() {
+            let mode = if e.file_type().is_dir() { 0o755 } else { 0o644 };
+            std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(assert_cmd::cargo::cargo_bin("svsync"));
+        c
+    } else {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("svsync"))
+    };
+    std::fs::create_dir_all(t.state()).unwrap();
+    std::fs::set_permissions(t.state(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    c.env("SVSYNC_STATE_DIR", t.state());
+    c
+}
+
 #[cfg(unix)]
 #[test]
-fn permission_denied_is_a_sentence() {
+fn a_receiver_folder_without_write_permission_exits_2_and_says_what_to_fix() {
     use std::os::unix::fs::PermissionsExt;
     let t = Tree::new();
     let sv = t.account("BRAVO").join("SavedVariables");
+    let before = std::fs::read(t.file("BRAVO")).unwrap();
+    let mut c = unprivileged(&t);
+    // As the current user, take the write permission away (as root the folder already belongs
+    // to another user than the one svsync runs as).
     std::fs::set_permissions(&sv, std::fs::Permissions::from_mode(0o555)).unwrap();
-    if std::fs::write(sv.join("probe"), b"x").is_ok() {
-        // Running as root: permissions are not enforced.
-        std::fs::set_permissions(&sv, std::fs::Permissions::from_mode(0o755)).unwrap();
-        return;
-    }
+    let out = c
+        .arg("merge")
+        .arg(t.account("ALPHA"))
+        .arg(t.account("BRAVO"))
+        .output()
+        .unwrap();
+    std::fs::set_permissions(&sv, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("Permission denied"), "{err}");
+    assert!(
+        err.contains("check that your user may write there"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("run it again") && !err.contains("panicked"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(t.file("BRAVO")).unwrap(), before);
+}
+
+#[test]
+fn output_into_a_missing_folder_exits_2_and_says_what_to_fix() {
+    let t = Tree::new();
     let out = t
         .svsync()
-        .args(["merge"])
+        .args(["merge", "--output"])
+        .arg(t.dir.path().join("no such folder/merged.lua"))
         .arg(t.account("ALPHA"))
+        .arg(t.account("BRAVO"))
+        .assert()
+        .code(2);
+    let err = stderr(out.get_output());
+    assert!(err.contains("no such folder"), "{err}");
+    assert!(err.contains("check the path"), "{err}");
+    assert!(!err.contains("run it again"), "{err}");
+}
+
+/// An interrupted session keeps the receiver busy for other senders (exit 1, a sentence that
+/// says what to do), while the interrupted sender itself resumes.
+#[test]
+fn a_receiver_in_a_session_with_another_sender_is_busy() {
+    let t = Tree::new();
+    t.svsync()
+        .args(["merge", "--simulate", "crash-after=20"])
+        .arg(t.account("ALPHA"))
+        .arg(t.account("BRAVO"))
+        .assert()
+        .code(137);
+    let before = std::fs::read(t.file("BRAVO")).unwrap();
+    let out = t
+        .svsync()
+        .arg("merge")
+        .arg(t.account("CHARLIE"))
         .arg(t.account("BRAVO"))
         .assert()
         .code(1);
     let text = stdout(out.get_output()) + &stderr(out.get_output());
-    std::fs::set_permissions(&sv, std::fs::Permissions::from_mode(0o755)).unwrap();
-    assert!(
-        text.contains("Permission denied") || text.contains("permission denied"),
-        "{text}"
-    );
-    assert!(!text.contains("panicked"));
+    assert!(text.contains("busy with a sync from ALPHA"), "{text}");
+    assert!(text.contains("sessions reset"), "{text}");
+    assert_eq!(std::fs::read(t.file("BRAVO")).unwrap(), before);
+    // Another receiver is independent.
+    t.svsync()
+        .arg("merge")
+        .arg(t.account("CHARLIE"))
+        .arg(t.account("ALPHA"))
+        .assert()
+        .success();
+    // ALPHA resumes and completes; then CHARLIE gets through.
+    let out = t
+        .svsync()
+        .args(["merge", "--json"])
+        .arg(t.account("ALPHA"))
+        .arg(t.account("BRAVO"))
+        .assert()
+        .success();
+    let v: Value = serde_json::from_str(stdout(out.get_output()).trim()).unwrap();
+    assert_eq!(v["resumed"], true);
+    t.svsync()
+        .arg("merge")
+        .arg(t.account("CHARLIE"))
+        .arg(t.account("BRAVO"))
+        .assert()
+        .success();
 }
 
 #[test]
@@ -336,10 +429,18 @@ fn simulated_faults_crash_and_resume_through_the_binary() {
         .arg(t.account("CHARLIE"))
         .assert()
         .success();
+    let mut directions = std::collections::BTreeSet::new();
     for line in std::fs::read_to_string(&wire).unwrap().lines() {
-        let m: String = serde_json::from_str(line).unwrap();
+        let v: Value = serde_json::from_str(line).unwrap();
+        let m = v["msg"].as_str().unwrap();
         assert!(m.len() <= 255 && !m.contains('\0'));
+        directions.insert((
+            v["from"].as_str().unwrap().to_string(),
+            v["to"].as_str().unwrap().to_string(),
+        ));
     }
+    // The log says which way each message went.
+    assert_eq!(directions.len(), 2, "{directions:?}");
     let before = std::fs::read(t.file("BRAVO")).unwrap();
     let out = t
         .svsync()
@@ -353,7 +454,7 @@ fn simulated_faults_crash_and_resume_through_the_binary() {
     let out = t.svsync().args(["sessions", "list"]).assert().success();
     let list = stdout(out.get_output());
     assert!(
-        list.contains("ALPHA (Heretanky-Velen) -> BRAVO [sharedDataRemote]  active"),
+        list.contains("receive  ALPHA (Heretanky-Velen) -> BRAVO [sharedDataRemote]  active"),
         "{list}"
     );
     assert!(list.contains("setup      complete    4/4 chunks"), "{list}");
@@ -372,7 +473,15 @@ fn simulated_faults_crash_and_resume_through_the_binary() {
         .assert()
         .success();
     let v: Value = serde_json::from_str(stdout(out.get_output()).trim()).unwrap();
-    assert_eq!(v["sessions"][0]["state"], "complete");
+    let states: Vec<(&str, &str)> = v["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["receiver"]["account"] == "BRAVO")
+        .map(|s| (s["role"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect();
+    // Each peer keeps its own record of the session.
+    assert_eq!(states, [("receive", "complete"), ("send", "complete")]);
     t.svsync().args(["sessions", "reset"]).assert().success();
     let out = t.svsync().args(["sessions", "list"]).assert().success();
     assert!(stdout(out.get_output()).starts_with("No sessions"));
@@ -507,14 +616,18 @@ fn kill_9_during_merges_into_a_large_file_leaves_it_old_or_new() {
                 let _ = std::fs::remove_file(b);
             }
         }
-        // No temporary file is left where the game would see it as an addon file.
+        // No temporary file is left where the game would see it as an addon file (the lock
+        // file stays: deleting it would race with a process about to take it).
         for e in std::fs::read_dir(t.account("BRAVO").join("SavedVariables"))
             .unwrap()
             .flatten()
         {
             let name = e.file_name().to_string_lossy().into_owned();
             assert!(
-                name.ends_with(".lua") || name.ends_with(".bak") || name.ends_with(".tmp"),
+                name.ends_with(".lua")
+                    || name.ends_with(".bak")
+                    || name.ends_with(".tmp")
+                    || name.ends_with(".svsync-lock"),
                 "{name}"
             );
         }

@@ -8,6 +8,6 @@ mod lua_limits;
 mod lua_reference;
 mod merge_cli;
 mod merge_samples;
-mod pipeline;
+mod simulation;
 mod validate_cli;
 mod watch_cli;

@@ -1,10 +1,11 @@
-//! Options shared by `merge` and `watch`, and the per-user folders.
+//! Flags shared by the commands that sync, and turning them into library settings.
 
 use std::path::{Path, PathBuf};
 
+use svsync::failure::Failure;
 use svsync::fsio::accounts::{Account, AccountError, by_name, resolve};
 use svsync::model::Target;
-use svsync::sync::transport::Faults;
+use svsync::transport::sim::Simulation;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum TargetArg {
@@ -31,6 +32,9 @@ pub struct SyncArgs {
     /// Run everything, write nothing; report what would change.
     #[arg(long)]
     pub dry_run: bool,
+    /// Write a file even if it is read-only (and, with --output, over an existing file).
+    #[arg(long)]
+    pub force: bool,
     /// Sessions and logs live here (default: a per-user data folder; also SVSYNC_STATE_DIR).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -40,15 +44,15 @@ pub struct SyncArgs {
     /// Name accounts by folder name under this WoW, flavor or WTF folder.
     #[arg(long, value_name = "DIR")]
     pub wtf: Option<PathBuf>,
-    /// Print exactly one JSON document on stdout.
+    /// Print JSON on stdout instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Run over a simulated faulty channel (testing): drop=P,duplicate=P,reorder=P,delay=P,
+    /// Testing: run over a simulated faulty link: drop=P,duplicate=P,reorder=P,delay=P,
     /// corrupt=P,truncate=P,seed=N, or crash-after=N to stop abruptly after N messages.
-    #[arg(long, value_name = "SPEC")]
+    #[arg(long, value_name = "SPEC", hide_short_help = true)]
     pub simulate: Option<String>,
-    /// Write every message as it crossed the channel to FILE, one JSON string per line.
-    #[arg(long, value_name = "FILE")]
+    /// Testing: write every message as it crossed the link to FILE, one JSON object per line.
+    #[arg(long, value_name = "FILE", hide_short_help = true)]
     pub wire_log: Option<PathBuf>,
 }
 
@@ -64,35 +68,22 @@ impl SyncArgs {
     }
 
     /// An account given as a path, or as a name with `--wtf`.
-    pub fn account(&self, given: &Path) -> Result<Account, AccountError> {
+    pub fn account(&self, given: &Path) -> Result<Account, Failure> {
         match (&self.wtf, resolve(given)) {
             (_, Ok(a)) => Ok(a),
-            (Some(wtf), Err(AccountError::Missing(_))) => by_name(wtf, &given.to_string_lossy()),
-            (_, Err(e)) => Err(e),
+            (Some(wtf), Err(AccountError::Missing(_))) => {
+                Ok(by_name(wtf, &given.to_string_lossy())?)
+            }
+            (_, Err(e)) => Err(e.into()),
         }
     }
-}
 
-impl SyncArgs {
-    /// Both accounts (they exist and are not the same file) and the simulated faults, or the
-    /// sentence to show.
-    pub fn prepare(&self, from: &Path, to: &Path) -> Result<(Account, Account, Faults), String> {
-        let a = self.account(from).map_err(|e| e.to_string())?;
-        let b = self.account(to).map_err(|e| e.to_string())?;
-        let same = match (a.file.canonicalize(), b.file.canonicalize()) {
-            (Ok(x), Ok(y)) => x == y,
-            _ => a.file == b.file,
-        };
-        if same {
-            return Err(format!(
-                "FROM and TO are the same file ({})",
-                a.file.display()
-            ));
-        }
-        let faults = match self.simulate.as_deref().map(Faults::parse).transpose() {
-            Ok(f) => f.unwrap_or_default(),
-            Err(e) => return Err(format!("--simulate: {e}")),
-        };
-        Ok((a, b, faults))
+    pub fn simulation(&self) -> Result<Simulation, Failure> {
+        Ok(self
+            .simulate
+            .as_deref()
+            .map(Simulation::parse)
+            .transpose()?
+            .unwrap_or_default())
     }
 }

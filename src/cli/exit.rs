@@ -1,16 +1,19 @@
-//! Exit codes: a stable contract for scripts.
+//! Exit codes: a stable contract for scripts, decided in one place.
 
 use std::process::ExitCode;
+
+use svsync::failure::{Failure, Kind};
 
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     /// 0: done, nothing wrong (warnings allowed).
     Success,
-    /// 1: the data was checked or synced and something is wrong with it (a file with errors, a
-    /// sync that failed, a busy receiver); nothing was written.
+    /// 1: the data is wrong or the sync did not complete (nothing written); also svsync's own
+    /// bugs, which are never a usage error.
     Failure,
-    /// 2: the command could not run as asked (bad arguments, missing path, I/O error).
+    /// 2: the command could not run as asked: bad arguments, or a local file or folder that
+    /// cannot be read or written.
     Usage,
 }
 
@@ -20,6 +23,14 @@ impl Exit {
             Exit::Success => 0,
             Exit::Failure => 1,
             Exit::Usage => 2,
+        }
+    }
+
+    /// The exit status of a failure: the one map from reasons to codes.
+    pub fn of(f: &Failure) -> Exit {
+        match f.kind() {
+            Kind::Usage | Kind::LocalIo => Exit::Usage,
+            Kind::Data | Kind::Sync | Kind::Internal => Exit::Failure,
         }
     }
 }

@@ -3,14 +3,16 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use serde_json::{Map, Value, json};
+use svsync::failure::Failure;
 use svsync::fsio::accounts::Account;
-use svsync::sync::run::{Side, SyncError, SyncJob, SyncReport, WriteMode, run};
-use svsync::sync::session::{SessionStore, unix_now};
-use svsync::sync::transport::Faults;
+use svsync::model::Target;
+use svsync::peer::pair::{PairJob, PairReport, run_pair};
+use svsync::peer::receiver::WriteMode;
+use svsync::text::printable_path;
 
 use super::common::SyncArgs;
 use super::exit::Exit;
+use super::json::{MergeDoc, MergeErrorDoc};
 
 #[derive(Debug, clap::Args)]
 pub struct MergeArgs {
@@ -28,34 +30,9 @@ pub struct MergeArgs {
     pub sync: SyncArgs,
 }
 
-/// What a failed run means for the exit status.
-pub fn error_exit(e: &SyncError) -> Exit {
-    match e {
-        SyncError::Parse { .. } | SyncError::Data { .. } => Exit::Failure,
-        SyncError::Crashed(_) => {
-            // As if the process had been killed: no cleanup, no output.
-            std::process::exit(137)
-        }
-        SyncError::Read { .. } | SyncError::Store(_) | SyncError::Log { .. } => Exit::Usage,
-    }
-}
-
-/// Runs one sync of `from` into `to` with these options.
-pub fn sync_once(
-    sync: &SyncArgs,
-    from: &Account,
-    to: &Account,
-    mode: WriteMode,
-    faults: Faults,
-    show_progress: bool,
-) -> Result<SyncReport, SyncError> {
-    let mut store = if mode == WriteMode::DryRun {
-        SessionStore::in_memory()
-    } else {
-        SessionStore::open(&sync.state_dir())?
-    };
+fn progress_bar(from: &Account, to: &Account, show: bool) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::hidden();
-    if show_progress && std::io::stderr().is_terminal() {
+    if show && std::io::stderr().is_terminal() {
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
         bar.set_style(
             indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} chunks")
@@ -64,43 +41,13 @@ pub fn sync_once(
         );
         bar.set_message(format!("{} -> {}", from.name, to.name));
     }
-    let mut progress = |done: u64, total: u64| {
-        // Small transfers finish before a bar would help.
-        if total >= 500 {
-            bar.set_length(total);
-            bar.set_position(done);
-        }
-    };
-    let result = run(SyncJob {
-        from: Side {
-            file: from.file.clone(),
-            account: from.name.clone(),
-        },
-        to: Side {
-            file: to.file.clone(),
-            account: to.name.clone(),
-        },
-        target: sync.target.into(),
-        mode,
-        faults,
-        store: &mut store,
-        log_dir: Some(sync.log_dir()),
-        wire_log: sync.wire_log.clone(),
-        now: unix_now(),
-        progress: Some(&mut progress),
-    });
-    bar.finish_and_clear();
-    result
+    bar
 }
 
-pub fn run_merge(args: &MergeArgs) -> Exit {
-    let (from, to, faults) = match args.sync.prepare(&args.from, &args.to) {
-        Ok(prepared) => prepared,
-        Err(e) => {
-            eprintln!("svsync: {e}");
-            return Exit::Usage;
-        }
-    };
+fn run(args: &MergeArgs) -> Result<(Account, Account, PairReport), Failure> {
+    let from = args.sync.account(&args.from)?;
+    let to = args.sync.account(&args.to)?;
+    let simulation = args.sync.simulation()?;
     let mode = match (&args.output, args.sync.dry_run) {
         (_, true) => WriteMode::DryRun,
         (Some(out), false) => WriteMode::Output(out.clone()),
@@ -109,57 +56,65 @@ pub fn run_merge(args: &MergeArgs) -> Exit {
     if mode == WriteMode::InPlace && !args.sync.json {
         super::game::warn_if_running(&to);
     }
-    match sync_once(&args.sync, &from, &to, mode, faults, !args.sync.json) {
-        Ok(report) => {
-            if args.sync.json {
-                println!("{}", report_json(&report, args.sync.dry_run));
-            } else {
-                print_human(&report, &from, &to, &args.sync);
+    let bar = progress_bar(&from, &to, !args.sync.json);
+    let progress = {
+        let bar = bar.clone();
+        Box::new(move |done: u64, total: u64| {
+            // Small transfers finish before a bar would help.
+            if total >= 500 {
+                bar.set_length(total);
+                bar.set_position(done);
             }
-            if report.ok() {
-                Exit::Success
-            } else {
-                Exit::Failure
-            }
-        }
-        Err(e) => {
-            let exit = error_exit(&e);
+        })
+    };
+    let dry_run = mode == WriteMode::DryRun;
+    let report = run_pair(PairJob {
+        from: from.clone(),
+        to: to.clone(),
+        target: args.sync.target.into(),
+        mode,
+        force: args.sync.force,
+        simulation,
+        state_dir: (!dry_run).then(|| args.sync.state_dir()),
+        log_dir: Some(args.sync.log_dir()),
+        wire_log: args.sync.wire_log.clone(),
+        progress: Some(progress),
+    });
+    bar.finish_and_clear();
+    Ok((from, to, report?))
+}
+
+pub fn run_merge(args: &MergeArgs) -> Exit {
+    match run(args) {
+        Ok((from, to, report)) => {
             if args.sync.json {
                 println!(
                     "{}",
-                    json!({"session": null, "tables": {}, "written": null, "error": e.to_string()})
+                    serde_json::to_string(&MergeDoc::of(&report, args.sync.dry_run))
+                        .unwrap_or_default()
+                );
+            } else {
+                print_human(&report, &from, &to, &args.sync);
+            }
+            match report.failure() {
+                None => Exit::Success,
+                Some(f) => Exit::of(&f),
+            }
+        }
+        Err(f) => {
+            if args.sync.json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&MergeErrorDoc::new(f.to_string())).unwrap_or_default()
                 );
             }
-            eprintln!("svsync: {e}");
-            exit
+            eprintln!("svsync: {f}");
+            Exit::of(&f)
         }
     }
 }
 
-/// The documented JSON shape (and a few extra fields).
-pub fn report_json(report: &SyncReport, dry_run: bool) -> Value {
-    let mut tables = Map::new();
-    for t in &report.tables {
-        if let Ok(v) = serde_json::to_value(t.counts) {
-            tables.insert(t.table.to_string(), v);
-        }
-    }
-    json!({
-        "session": report.session,
-        "tables": tables,
-        "written": report.written.as_ref().map(|p| p.display().to_string()),
-        "outcome": report.outcome,
-        "reason": report.reason,
-        "dry_run": dry_run,
-        "changes": report.changes,
-        "backup": report.backup.as_ref().map(|p| p.display().to_string()),
-        "resumed": report.resumed,
-        "messages": report.messages_sent + report.messages_received,
-        "in_game_seconds": report.in_game_seconds.round(),
-    })
-}
-
-fn duration_text(secs: f64) -> String {
+pub fn duration_text(secs: f64) -> String {
     let s = secs.round() as u64;
     match s {
         0..=59 => format!("{s} s"),
@@ -168,22 +123,22 @@ fn duration_text(secs: f64) -> String {
     }
 }
 
-pub fn print_human(report: &SyncReport, from: &Account, to: &Account, sync: &SyncArgs) {
-    let target: svsync::model::Target = sync.target.into();
+fn print_human(report: &PairReport, from: &Account, to: &Account, sync: &SyncArgs) {
+    let target: Target = sync.target.into();
     println!(
         "{} -> {} ({target}), session {}{}",
-        from.name,
-        to.name,
+        svsync::text::printable(&from.name),
+        svsync::text::printable(&to.name),
         report.session,
         if report.resumed { ", resumed" } else { "" }
     );
     for t in &report.tables {
-        let c = &t.counts;
-        let status = if t.status == "complete" {
-            String::new()
+        let status = if t.counts.is_some() {
+            ""
         } else {
-            format!("  [{}]", t.status)
+            "  [not confirmed]"
         };
+        let c = t.counts.unwrap_or_default();
         println!(
             "  {:<10} received {:>5}  added {:>4}  updated {:>4}  unchanged {:>5}  kept newer {:>4}  conflicts {:>3}  skipped {:>3}{status}",
             t.table.as_str(),
@@ -202,26 +157,31 @@ pub fn print_human(report: &SyncReport, from: &Account, to: &Account, sync: &Syn
         report.bytes_sent,
         duration_text(report.in_game_seconds)
     );
-    match (&report.reason, &report.written) {
-        (Some(reason), _) => {
-            println!("Sync failed: {reason}. Nothing was written; run it again to resume.")
+    for d in &report.damaged {
+        println!(
+            "Note: a damaged session record was moved aside: {}",
+            printable_path(d)
+        );
+    }
+    if let Some(f) = report.failure() {
+        println!("Sync failed: {f}");
+    } else if let Some(path) = &report.written {
+        print!("Wrote {}", printable_path(path));
+        match &report.backup {
+            Some(b) => println!(" (backup: {}).", printable_path(b)),
+            None => println!("."),
         }
-        (None, Some(path)) => {
-            print!("Wrote {}", path.display());
-            match &report.backup {
-                Some(b) => println!(" (backup: {}).", b.display()),
-                None => println!("."),
-            }
-        }
-        (None, None) if sync.dry_run => println!(
+    } else if sync.dry_run {
+        println!(
             "Dry run: {}; nothing was written.",
             if report.changes {
                 "the merge would change the receiver"
             } else {
                 "the receiver is already up to date"
             }
-        ),
-        (None, None) => println!("The receiver is already up to date; nothing was written."),
+        );
+    } else {
+        println!("The receiver is already up to date; nothing was written.");
     }
-    println!("Logs: {}", sync.log_dir().display());
+    println!("Logs: {}", printable_path(&sync.log_dir()));
 }

@@ -3,6 +3,7 @@
 mod common;
 mod exit;
 mod game;
+mod json;
 mod merge;
 mod sessions;
 mod status;
@@ -112,7 +113,8 @@ pub fn main() -> ExitCode {
     exit.into()
 }
 
-/// A bug must not show a Rust backtrace to a player: one plain sentence, exit status 2.
+/// A bug must not show a Rust backtrace to a player: one plain sentence, and the exit status of
+/// a sync that failed (never the one of a usage error).
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let detail = info
@@ -121,10 +123,8 @@ fn install_panic_hook() {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        eprintln!(
-            "svsync: internal error ({detail}); nothing more was written. Please report this \
-             with the command you ran."
-        );
-        std::process::exit(i32::from(Exit::Usage.code()));
+        let f = svsync::failure::Failure::Internal(svsync::text::printable(&detail).into_owned());
+        eprintln!("svsync: {f}");
+        std::process::exit(i32::from(Exit::of(&f).code()));
     }));
 }

@@ -2,9 +2,13 @@
 
 use std::path::PathBuf;
 
-use svsync::sync::session::{SessionState, SessionStore, TableStatus, unix_now, utc_text};
+use svsync::protocol::session::{Role, SessionState};
+use svsync::state::{FileStore, Store};
+use svsync::text::{printable, printable_path};
+use svsync::time::utc_text;
 
 use super::exit::Exit;
+use super::json::{ResetDoc, SessionJson, SessionsDoc};
 
 #[derive(Debug, clap::Args)]
 pub struct SessionsArgs {
@@ -28,80 +32,101 @@ pub enum SessionsAction {
 
 pub fn run(args: &SessionsArgs) -> Exit {
     let dir = svsync::fsio::state_dir(args.state_dir.as_deref());
-    let mut store = match SessionStore::open(&dir) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("svsync: {e}");
-            return Exit::Usage;
-        }
-    };
+    let mut store = FileStore::new(&dir);
     match args.action {
         SessionsAction::Reset => match store.reset() {
             Ok(n) => {
                 if args.json {
-                    println!("{}", serde_json::json!({"cleared": n}));
+                    println!(
+                        "{}",
+                        serde_json::to_string(&ResetDoc { cleared: n }).unwrap_or_default()
+                    );
                 } else {
                     println!(
-                        "Cleared {n} session{} in {}.",
+                        "Cleared {n} session record{} in {}.",
                         if n == 1 { "" } else { "s" },
-                        dir.display()
+                        printable_path(&dir)
                     );
                 }
                 Exit::Success
             }
             Err(e) => {
-                eprintln!("svsync: {e}");
-                Exit::Usage
+                let f = svsync::failure::Failure::State(e);
+                eprintln!("svsync: {f}");
+                Exit::of(&f)
             }
         },
         SessionsAction::List => {
-            store.expire(unix_now());
+            let loaded = match store.load() {
+                Ok(l) => l,
+                Err(e) => {
+                    let f = svsync::failure::Failure::State(e);
+                    eprintln!("svsync: {f}");
+                    return Exit::of(&f);
+                }
+            };
+            let now = svsync::time::now_ms();
+            let mut records = loaded.records;
+            // An active session silent for an hour is over, whoever records it.
+            for r in &mut records {
+                if r.state == SessionState::Active && !r.is_live(now) {
+                    r.state = SessionState::Expired;
+                }
+            }
             if args.json {
-                println!("{}", serde_json::json!({"sessions": store.sessions}));
-                return Exit::Success;
-            }
-            if store.sessions.is_empty() {
-                println!("No sessions in {}.", dir.display());
-                return Exit::Success;
-            }
-            for s in &store.sessions {
-                let state = match s.state {
-                    SessionState::Active => "active",
-                    SessionState::Complete => "complete",
-                    SessionState::Failed => "failed",
-                    SessionState::Expired => "expired",
+                let doc = SessionsDoc {
+                    sessions: records.iter().map(SessionJson::from).collect(),
+                    damaged: loaded
+                        .damaged
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect(),
                 };
+                println!("{}", serde_json::to_string(&doc).unwrap_or_default());
+                return Exit::Success;
+            }
+            for d in &loaded.damaged {
                 println!(
-                    "{}  {} ({}) -> {} [{}]  {state}  started {}  last activity {}",
+                    "Note: a damaged session record was moved aside: {}",
+                    printable_path(d)
+                );
+            }
+            if records.is_empty() {
+                println!("No sessions in {}.", printable_path(&dir));
+                return Exit::Success;
+            }
+            for s in &records {
+                println!(
+                    "{}  {:<7}  {} ({}) -> {} [{}]  {}  started {}  last activity {}",
                     s.id,
-                    s.sender.account,
-                    s.sender.toon,
-                    s.receiver.account,
+                    match s.role {
+                        Role::Send => "send",
+                        Role::Receive => "receive",
+                    },
+                    printable(&s.sender.account),
+                    printable(&s.sender.toon),
+                    printable(&s.receiver.account),
                     s.target,
+                    s.state.as_str(),
                     utc_text(s.started),
                     utc_text(s.last_activity)
                 );
                 for (t, p) in &s.tables {
-                    let status = match p.status {
-                        TableStatus::Pending => "pending",
-                        TableStatus::InProgress => "in progress",
-                        TableStatus::Complete => "complete",
-                        TableStatus::Failed => "failed",
-                    };
                     let err = p
                         .error
                         .as_deref()
-                        .map(|e| format!(" ({e})"))
+                        .map(|e| format!(" ({})", printable(e)))
                         .unwrap_or_default();
-                    let held = match (p.status, s.sid()) {
-                        (TableStatus::InProgress, Some(sid)) => {
-                            store.journaled_count(sid, *t).max(p.received)
-                        }
-                        _ => p.received,
-                    };
+                    let held = if s.role == Role::Receive {
+                        store.journaled_count(s.id, *t).max(p.held)
+                    } else {
+                        p.held
+                    }
+                    .min(p.chunks);
                     println!(
-                        "    {:<10} {status:<11} {held}/{} chunks{err}",
+                        "    {:<10} {:<11} {held}/{} chunks{err}",
                         t.as_str(),
+                        p.status.as_str(),
                         p.chunks
                     );
                 }

@@ -3,10 +3,12 @@
 use std::path::PathBuf;
 
 use svsync::fsio::accounts::discover;
+use svsync::state::{FileStore, Store};
 use svsync::status::statuses;
-use svsync::sync::session::SessionStore;
+use svsync::text::printable;
 
 use super::exit::Exit;
+use super::json::{AccountJson, StatusDoc};
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
@@ -39,14 +41,16 @@ pub fn run(args: &StatusArgs) -> Exit {
         }
     }
     let dir = svsync::fsio::state_dir(args.state_dir.as_deref());
-    let store = if dir.join("sessions.json").exists() {
-        SessionStore::open(&dir).unwrap_or_default()
-    } else {
-        SessionStore::in_memory()
-    };
-    let all = statuses(&accounts, &store);
+    let records = FileStore::new(&dir)
+        .load()
+        .map(|l| l.records)
+        .unwrap_or_default();
+    let all = statuses(&accounts, &records);
     if args.json {
-        println!("{}", serde_json::json!({ "accounts": all }));
+        let doc = StatusDoc {
+            accounts: all.iter().map(AccountJson::from).collect(),
+        };
+        println!("{}", serde_json::to_string(&doc).unwrap_or_default());
         return Exit::Success;
     }
     if all.is_empty() {
@@ -66,7 +70,7 @@ pub fn run(args: &StatusArgs) -> Exit {
             .as_deref()
             .map(|f| format!(" {f}"))
             .unwrap_or_default();
-        println!("{}{flavor}", s.account);
+        println!("{}{flavor}", printable(&s.account));
         println!(
             "  file      {} ({} bytes, modified {})",
             s.file,
@@ -100,10 +104,7 @@ pub fn run(args: &StatusArgs) -> Exit {
                 l.to,
                 l.when,
                 l.session,
-                serde_json::to_value(l.state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
+                l.state.as_str()
             ),
             None => println!("  last sync none"),
         }

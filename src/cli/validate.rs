@@ -2,11 +2,12 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
 use svsync::fsio::files::savedvariables_files;
-use svsync::validate::{FileReport, validate_files};
+use svsync::text::printable_path;
+use svsync::validate::validate_files;
 
 use super::exit::Exit;
+use super::json::{FileJson, ValidateDoc};
 
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
@@ -16,14 +17,6 @@ pub struct ValidateArgs {
     /// Print exactly one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
-}
-
-/// The documented `--json` shape.
-#[derive(Serialize)]
-struct Summary<'r> {
-    files: &'r [FileReport],
-    errors: usize,
-    warnings: usize,
 }
 
 pub fn run(args: &ValidateArgs) -> Exit {
@@ -43,7 +36,7 @@ pub fn run(args: &ValidateArgs) -> Exit {
         match result {
             Ok(report) => reports.push(report),
             Err(e) => {
-                eprintln!("svsync: {}: cannot read: {e}", path.display());
+                eprintln!("svsync: {}: cannot read: {e}", printable_path(path));
                 io_failed = true;
             }
         }
@@ -51,8 +44,8 @@ pub fn run(args: &ValidateArgs) -> Exit {
     let errors: usize = reports.iter().map(|r| r.errors.len()).sum();
     let warnings: usize = reports.iter().map(|r| r.warnings.len()).sum();
     if args.json {
-        let summary = Summary {
-            files: &reports,
+        let summary = ValidateDoc {
+            files: reports.iter().map(FileJson::from).collect(),
             errors,
             warnings,
         };
@@ -65,12 +58,22 @@ pub fn run(args: &ValidateArgs) -> Exit {
         }
     } else {
         for report in &reports {
-            let path = report.path.display();
+            let path = printable_path(&report.path);
             for f in &report.errors {
-                println!("{path}:{}:{}: error: {}", f.line, f.column, f.message);
+                println!(
+                    "{path}:{}:{}: error: {}",
+                    f.line,
+                    f.column,
+                    svsync::text::printable(&f.message)
+                );
             }
             for f in &report.warnings {
-                println!("{path}:{}:{}: warning: {}", f.line, f.column, f.message);
+                println!(
+                    "{path}:{}:{}: warning: {}",
+                    f.line,
+                    f.column,
+                    svsync::text::printable(&f.message)
+                );
             }
         }
         println!(

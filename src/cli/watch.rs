@@ -5,13 +5,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use svsync::sync::run::{SyncError, SyncReport, WriteMode};
-use svsync::sync::session::{unix_now, utc_text};
+use svsync::failure::Failure;
+use svsync::fsio::accounts::Account;
+use svsync::peer::pair::{PairJob, PairReport, run_pair};
+use svsync::peer::receiver::WriteMode;
+use svsync::time::{now_ms, utc_text};
+use svsync::transport::sim::Simulation;
 use svsync::watch::{Side, SyncOutcome, WatchConfig, WatchEvent, run};
 
 use super::common::SyncArgs;
 use super::exit::Exit;
-use super::merge::{report_json, sync_once};
+use super::json::MergeDoc;
 
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
@@ -33,14 +37,35 @@ pub struct WatchArgs {
 }
 
 fn clock() -> String {
-    utc_text(unix_now())[11..19].to_string()
+    utc_text(now_ms())[11..19].to_string()
+}
+
+fn sync_once(
+    sync: &SyncArgs,
+    from: &Account,
+    to: &Account,
+    mode: WriteMode,
+    simulation: Simulation,
+) -> Result<PairReport, Failure> {
+    run_pair(PairJob {
+        from: from.clone(),
+        to: to.clone(),
+        target: sync.target.into(),
+        state_dir: (mode != WriteMode::DryRun).then(|| sync.state_dir()),
+        mode,
+        force: sync.force,
+        simulation,
+        log_dir: Some(sync.log_dir()),
+        wire_log: sync.wire_log.clone(),
+        progress: None,
+    })
 }
 
 /// One line for a sync: what moved.
-fn summary(report: &SyncReport) -> String {
+fn summary(report: &PairReport) -> String {
     let mut parts = Vec::new();
     for t in &report.tables {
-        let c = &t.counts;
+        let c = t.counts.unwrap_or_default();
         if c.added + c.updated + c.conflicts > 0 {
             let mut p = format!("{} +{} ~{}", t.table, c.added, c.updated);
             if c.conflicts > 0 {
@@ -54,19 +79,25 @@ fn summary(report: &SyncReport) -> String {
     } else {
         parts.join(", ")
     };
-    match (&report.reason, &report.written) {
-        (Some(r), _) => format!("failed: {r}; nothing written"),
+    match (report.failure(), &report.written) {
+        (Some(r), _) => format!("failed: {r}"),
         (None, Some(p)) => format!("{moved}; wrote {}", p.display()),
         (None, None) => format!("{moved}; nothing written"),
     }
 }
 
 pub fn run_watch(args: &WatchArgs) -> Exit {
-    let (a, b, faults) = match args.sync.prepare(&args.a, &args.b) {
+    let prepared = (|| -> Result<_, Failure> {
+        let a = args.sync.account(&args.a)?;
+        let b = args.sync.account(&args.b)?;
+        svsync::peer::pair::check_job(&a, &b, &WriteMode::InPlace, false)?;
+        Ok((a, b, args.sync.simulation()?))
+    })();
+    let (a, b, faults) = match prepared {
         Ok(prepared) => prepared,
         Err(e) => {
             eprintln!("svsync: {e}");
-            return Exit::Usage;
+            return Exit::of(&e);
         }
     };
     let stop = Arc::new(AtomicBool::new(false));
@@ -120,10 +151,9 @@ pub fn run_watch(args: &WatchArgs) -> Exit {
                 Side::A => (&a, &b),
                 Side::B => (&b, &a),
             };
-            let r: Result<SyncReport, SyncError> =
-                sync_once(&args.sync, f, t, mode.clone(), faults, false);
+            let r = sync_once(&args.sync, f, t, mode.clone(), faults);
             SyncOutcome {
-                ok: r.as_ref().is_ok_and(SyncReport::ok),
+                ok: r.as_ref().is_ok_and(PairReport::is_complete),
                 wrote: r.as_ref().is_ok_and(|r| r.written.is_some()),
                 result: r,
             }
@@ -133,15 +163,15 @@ pub fn run_watch(args: &WatchArgs) -> Exit {
                 let (f, t) = (name(from), name(from.other()));
                 match result {
                     Ok(report) if json => {
-                        let mut v = report_json(&report, dry_run);
+                        let mut v = serde_json::to_value(MergeDoc::of(&report, dry_run))
+                            .unwrap_or_default();
                         v["from"] = f.as_str().into();
                         v["to"] = t.as_str().into();
                         println!("{v}");
                     }
                     Ok(report) => println!("{} {f} -> {t}: {}", clock(), summary(&report)),
-                    Err(SyncError::Crashed(_)) => std::process::exit(137),
                     Err(e) => {
-                        failed_io |= matches!(e, SyncError::Store(_) | SyncError::Log { .. });
+                        failed_io |= Exit::of(&e) == Exit::Usage;
                         println!("{} {f} -> {t}: {e}", clock());
                     }
                 }

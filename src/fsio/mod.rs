@@ -1,7 +1,9 @@
-//! The file system: finding SavedVariables files and accounts, writing safely.
+//! The file system: finding SavedVariables files and accounts, locks between processes,
+//! writing safely.
 
 pub mod accounts;
 pub mod files;
+pub mod lock;
 pub mod write;
 
 /// The state folder: `--state-dir`, else `SVSYNC_STATE_DIR`, else the per-user data folder

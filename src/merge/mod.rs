@@ -13,6 +13,9 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+mod target;
+pub use target::{FinishError, OpenError, TargetFile};
+
 use crate::lua::{Document, Key, KeyPath, Layout, LuaValue, SpliceError, Splicer, Table};
 use crate::model::json::canonical;
 use crate::model::tables::{

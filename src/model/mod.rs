@@ -3,7 +3,6 @@
 pub mod check;
 pub mod json;
 pub mod tables;
-pub mod typed;
 
 /// The one variable GuildHelper declares in `SavedVariables/GuildHelper.lua`.
 pub const SAVED_VARIABLES: &str = "GuildHelper_SavedVariables";

@@ -1,0 +1,201 @@
+//! Why a command did not do what was asked: one closed set of reasons that crosses every module
+//! boundary above the file layer, each a plain sentence with advice that works, and each of one
+//! [`Kind`] (which the command line maps to an exit status in one place).
+
+use std::path::{Path, PathBuf};
+
+use crate::fsio::accounts::AccountError;
+use crate::fsio::lock::LockError;
+use crate::fsio::write::WriteError;
+use crate::merge::{FinishError, OpenError};
+use crate::model::tables::TableName;
+use crate::protocol::sender::SendFailure;
+use crate::state::StoreError;
+use crate::text::printable_path;
+use crate::transport::TransportError;
+use crate::transport::sim::SimulateError;
+
+/// What kind of failure, for the exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The command was given something it cannot use (arguments, paths, names).
+    Usage,
+    /// A file or folder of this computer could not be read or written.
+    LocalIo,
+    /// The data is wrong (a file that does not parse, a table that cannot be sent).
+    Data,
+    /// The sync did not complete (busy, no answer, refused, the file changed meanwhile).
+    Sync,
+    /// A bug in svsync.
+    Internal,
+}
+
+/// A problem with the GuildHelper data of a file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DataProblem {
+    #[error("there is no `sharedData` table to send")]
+    NoSharedData,
+    #[error("{0}")]
+    Model(#[from] crate::model::ModelError),
+    #[error("{table} cannot be sent: {reason}")]
+    Unsendable { table: TableName, reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    #[error("FROM and TO are the same file ({})", printable_path(.0))]
+    SameFile(PathBuf),
+    #[error(
+        "--output {}: that is {which}'s own file; give a new file name",
+        printable_path(path)
+    )]
+    OutputIsAccount { path: PathBuf, which: &'static str },
+    #[error(
+        "--output {}: the file exists; give a new file name, or pass --force to replace it (a backup is kept)",
+        printable_path(.0)
+    )]
+    OutputExists(PathBuf),
+    #[error("--simulate: {0}")]
+    Simulate(#[from] SimulateError),
+    #[error("cannot read {}: {source}{}", printable_path(path), io_advice(source))]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{inner}{advice}", inner = .0, advice = write_advice(.0))]
+    Write(#[from] WriteError),
+    #[error("{inner}{advice}", inner = .0, advice = store_advice(.0))]
+    State(#[from] StoreError),
+    #[error(
+        "another program is writing {}: {holder}; nothing was written. Try again when it is done",
+        printable_path(path)
+    )]
+    Locked { path: PathBuf, holder: String },
+    #[error(
+        "cannot create the lock file {}: {source}{}",
+        printable_path(path),
+        io_advice(source)
+    )]
+    LockFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot write the log {}: {source}{}",
+        printable_path(path),
+        io_advice(source)
+    )]
+    Log {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(
+        "{}:{line}:{column}: {message}; nothing was written",
+        printable_path(path)
+    )]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{}: {problem}; nothing was written", printable_path(path))]
+    Data { path: PathBuf, problem: DataProblem },
+    #[error(
+        "the receiver is busy with a sync from {}; nothing was written. Try again later (an interrupted sync times out after an hour; `svsync sessions reset` clears it now)",
+        crate::text::printable(with)
+    )]
+    Busy { with: String },
+    #[error(
+        "the sync did not complete: {0}; nothing was written. Run the command again: it resumes where it stopped"
+    )]
+    Send(SendFailure),
+    #[error(
+        "internal error: {0}; nothing was written. Please report this with the command you ran"
+    )]
+    Internal(String),
+}
+
+fn io_advice(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            " (check that your user may write there, and that no other program holds the file)"
+        }
+        std::io::ErrorKind::StorageFull => " (the disk is full: free some space and run it again)",
+        std::io::ErrorKind::NotFound => " (check the path)",
+        _ => "",
+    }
+}
+
+fn store_advice(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::Io { source, .. } => io_advice(source),
+        StoreError::Crashed => "",
+    }
+}
+
+fn write_advice(e: &WriteError) -> &'static str {
+    match e {
+        WriteError::Io { source, .. } => io_advice(source),
+        WriteError::Changed(_) => {
+            ". Run the command again when the game has finished saving (log the account out first)"
+        }
+        _ => "",
+    }
+}
+
+impl Failure {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Failure::Account(_)
+            | Failure::SameFile(_)
+            | Failure::OutputIsAccount { .. }
+            | Failure::OutputExists(_)
+            | Failure::Simulate(_) => Kind::Usage,
+            Failure::Read { .. }
+            | Failure::State(_)
+            | Failure::LockFile { .. }
+            | Failure::Log { .. }
+            | Failure::Transport(_) => Kind::LocalIo,
+            Failure::Write(WriteError::Changed(_)) => Kind::Sync,
+            Failure::Write(_) => Kind::LocalIo,
+            Failure::Parse { .. } | Failure::Data { .. } => Kind::Data,
+            Failure::Locked { .. } | Failure::Busy { .. } | Failure::Send(_) => Kind::Sync,
+            Failure::Internal(_) => Kind::Internal,
+        }
+    }
+
+    /// A file that does not parse, or has no usable GuildHelper data.
+    pub fn open(path: &Path, e: OpenError) -> Failure {
+        match e {
+            OpenError::Parse(p) => Failure::Parse {
+                path: path.to_path_buf(),
+                line: p.position.line,
+                column: p.position.column,
+                message: p.error.message,
+            },
+            OpenError::Model(m) => Failure::Data {
+                path: path.to_path_buf(),
+                problem: DataProblem::Model(m),
+            },
+        }
+    }
+
+    pub fn finish(e: FinishError) -> Failure {
+        Failure::Internal(e.to_string())
+    }
+
+    pub fn lock(e: LockError) -> Failure {
+        match e {
+            LockError::Held { path, holder } => Failure::Locked { path, holder },
+            LockError::Io { path, source } => Failure::LockFile { path, source },
+        }
+    }
+}

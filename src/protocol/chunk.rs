@@ -1,0 +1,244 @@
+//! A table's payload on the wire: its JSON cut into slices, and the chunks put back together
+//! and checked.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use crate::model::tables::TableName;
+
+use super::wire::{Announce, MAX_CHUNKS, Name, slice_room};
+
+/// Chunks of one table by 1-based index, as a journal keeps them.
+pub type Chunks = Vec<(u32, Vec<u8>)>;
+
+/// A table ready to send: its JSON and the CRC-32 of the whole payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    pub table: TableName,
+    pub bytes: Vec<u8>,
+    pub crc: u32,
+}
+
+impl Payload {
+    pub fn new(table: TableName, bytes: Vec<u8>) -> Payload {
+        let crc = crc32fast::hash(&bytes);
+        Payload { table, bytes, crc }
+    }
+}
+
+/// Cuts a payload into slices that fit a data message with this toon's name: at most
+/// `MAX_SLICE` bytes, less when the header leaves less room, and never inside a UTF-8
+/// character (so every message of a UTF-8 payload is text). An empty payload is one empty
+/// chunk.
+pub fn slices(payload: &[u8], toon: &Name, table: TableName) -> Vec<Range<usize>> {
+    // Index and total have at most as many digits as the count of 100-byte slices.
+    let bound = u32::try_from(payload.len().div_ceil(100).max(1)).unwrap_or(MAX_CHUNKS);
+    let room = slice_room(toon, table, bound).max(4);
+    let mut out = Vec::with_capacity(payload.len() / room + 1);
+    let mut start = 0;
+    while start < payload.len() {
+        let mut end = (start + room).min(payload.len());
+        // Back off to a character boundary (continuation bytes are 0b10xxxxxx).
+        while end < payload.len() && end > start + 1 && payload[end] & 0xC0 == 0x80 {
+            end -= 1;
+        }
+        out.push(start..end);
+        start = end;
+    }
+    if out.is_empty() {
+        out.push(0..0);
+    }
+    out
+}
+
+/// Chunks received so far for one announced table, by 1-based index. Memory grows with what
+/// arrives, never with what is announced.
+#[derive(Debug, Clone)]
+pub struct Reassembly {
+    pub announce: Announce,
+    chunks: BTreeMap<u32, Vec<u8>>,
+    held_bytes: u64,
+}
+
+/// Why a reassembled payload was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReassemblyError {
+    #[error("the reassembled payload has {got} bytes, not {want}")]
+    Length { got: u64, want: u64 },
+    #[error("the reassembled payload's checksum is {got:08x}, not {want:08x}")]
+    Checksum { got: u32, want: u32 },
+}
+
+impl Reassembly {
+    pub fn new(announce: Announce) -> Self {
+        Reassembly {
+            announce,
+            chunks: BTreeMap::new(),
+            held_bytes: 0,
+        }
+    }
+
+    /// Stores a chunk; false if it was already there (a duplicate), out of range, or would
+    /// hold more bytes than were announced.
+    pub fn insert(&mut self, index: u32, payload: Vec<u8>) -> bool {
+        let len = payload.len() as u64;
+        if index == 0
+            || index > self.announce.total
+            || self.chunks.contains_key(&index)
+            || self.held_bytes + len > self.announce.bytes
+        {
+            return false;
+        }
+        self.held_bytes += len;
+        self.chunks.insert(index, payload);
+        true
+    }
+
+    pub fn held(&self) -> u32 {
+        self.chunks.len() as u32
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.held() == self.announce.total
+    }
+
+    pub fn missing_count(&self) -> u32 {
+        self.announce.total - self.held()
+    }
+
+    /// The missing indices as ranges, at most `limit` of them (a message carries only so many),
+    /// found by walking the held chunks: the cost grows with what is held, not with `total`.
+    pub fn missing_ranges(&self, limit: usize) -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        let mut next = 1u32;
+        for &i in self.chunks.keys() {
+            if out.len() >= limit {
+                return out;
+            }
+            if i > next {
+                out.push((next, i - 1));
+            }
+            next = i + 1;
+        }
+        if out.len() < limit && next <= self.announce.total {
+            out.push((next, self.announce.total));
+        }
+        out
+    }
+
+    /// Joins the chunks in index order and checks length and checksum.
+    pub fn assemble(&self) -> Result<Vec<u8>, ReassemblyError> {
+        let mut out = Vec::with_capacity(self.held_bytes as usize);
+        for chunk in self.chunks.values() {
+            out.extend_from_slice(chunk);
+        }
+        if out.len() as u64 != self.announce.bytes {
+            return Err(ReassemblyError::Length {
+                got: out.len() as u64,
+                want: self.announce.bytes,
+            });
+        }
+        let got = crc32fast::hash(&out);
+        if got != self.announce.crc {
+            return Err(ReassemblyError::Checksum {
+                got,
+                want: self.announce.crc,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::wire::{MAX_MESSAGE, MAX_SLICE, Message, SessionId};
+
+    #[test]
+    fn slices_cover_the_payload_and_respect_characters() {
+        let text = "Café night moved. ".repeat(100);
+        let toon = Name::sanitize("Heretanky-Velen");
+        let s = slices(text.as_bytes(), &toon, TableName::News);
+        assert_eq!(s.first().unwrap().start, 0);
+        assert_eq!(s.last().unwrap().end, text.len());
+        for w in s.windows(2) {
+            assert_eq!(w[0].end, w[1].start);
+        }
+        for r in &s {
+            assert!(r.len() <= MAX_SLICE);
+            assert!(std::str::from_utf8(&text.as_bytes()[r.clone()]).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_long_toon_name_still_fits_every_message() {
+        let payload = vec![b'x'; 50_000];
+        let toon = Name::sanitize(&"N".repeat(64));
+        let s = slices(&payload, &toon, TableName::GuildInfo);
+        let total = s.len() as u32;
+        for (i, r) in s.into_iter().enumerate() {
+            let m = Message::SyncData {
+                sid: SessionId(1),
+                toon: toon.clone(),
+                table: TableName::GuildInfo,
+                index: i as u32 + 1,
+                total,
+                payload: payload[r].to_vec(),
+            };
+            assert!(m.encode().len() <= MAX_MESSAGE);
+        }
+    }
+
+    fn announce(data: &[u8], total: u32) -> Announce {
+        Announce {
+            table: TableName::News,
+            total,
+            bytes: data.len() as u64,
+            crc: crc32fast::hash(data),
+        }
+    }
+
+    #[test]
+    fn reassembly_checks_length_and_checksum() {
+        let data = b"{\"a\":1}".to_vec();
+        let mut r = Reassembly::new(announce(&data, 2));
+        assert!(r.insert(2, data[3..].to_vec()));
+        assert!(!r.insert(2, data[3..].to_vec()));
+        assert!(!r.insert(3, b"x".to_vec()));
+        assert_eq!(r.missing_ranges(10), [(1, 1)]);
+        assert!(r.insert(1, data[..3].to_vec()));
+        assert_eq!(r.assemble().unwrap(), data);
+        let mut bad = Reassembly::new(announce(&data, 2));
+        bad.insert(1, b"{\"b".to_vec());
+        bad.insert(2, data[3..].to_vec());
+        assert!(matches!(
+            bad.assemble(),
+            Err(ReassemblyError::Checksum { .. })
+        ));
+    }
+
+    #[test]
+    fn missing_ranges_walk_the_gaps() {
+        let data = vec![b'x'; 10];
+        let mut r = Reassembly::new(announce(&data, 10));
+        for i in [2, 3, 7] {
+            r.insert(i, vec![b'x']);
+        }
+        assert_eq!(r.missing_ranges(10), [(1, 1), (4, 6), (8, 10)]);
+        assert_eq!(r.missing_ranges(2), [(1, 1), (4, 6)]);
+        assert_eq!(r.missing_count(), 7);
+    }
+
+    #[test]
+    fn a_huge_announcement_costs_nothing_until_chunks_arrive() {
+        let a = Announce {
+            table: TableName::Roster,
+            total: MAX_CHUNKS,
+            bytes: u64::from(MAX_CHUNKS) * 200,
+            crc: 0,
+        };
+        let r = Reassembly::new(a);
+        assert_eq!(r.missing_ranges(100), [(1, MAX_CHUNKS)]);
+        assert!(r.assemble().is_err());
+    }
+}

@@ -1,0 +1,45 @@
+//! Transports: how the peers' messages travel. One trait ([`Transport`]); a simulated link in
+//! memory with a virtual clock ([`sim::SimLink`], perfect or faulty from a seed), and test
+//! hooks in [`testing`].
+//!
+//! A transport carries *flights*: everything one peer sends before it waits, together. The
+//! carrier decides how long an answer may take ([`Transport::timing`]): milliseconds in memory,
+//! seconds or minutes through a folder that a sync engine carries between PCs.
+
+pub mod sim;
+pub mod testing;
+
+use crate::protocol::{Millis, Timing};
+
+/// A message as it arrived, with the addresses of its two ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub from: String,
+    pub to: String,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot use {}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How peers exchange messages.
+pub trait Transport {
+    /// How long to wait for an answer on this carrier, and how often to ask again.
+    fn timing(&self) -> Timing;
+    /// The transport's clock: milliseconds since the Unix epoch (virtual on a simulated link).
+    fn now(&self) -> Millis;
+    /// Sends one flight of messages from endpoint `from` to endpoint `to`.
+    fn send(&mut self, from: &str, to: &str, flight: Vec<Vec<u8>>) -> Result<(), TransportError>;
+    /// The messages that have arrived for local endpoints, oldest first.
+    fn recv(&mut self) -> Result<Vec<Envelope>, TransportError>;
+    /// Waits until `deadline`, or until something may have arrived. Returns false when nothing
+    /// can ever arrive (a simulated link with nothing in flight and no deadline).
+    fn wait(&mut self, deadline: Option<Millis>) -> Result<bool, TransportError>;
+}
