@@ -57,6 +57,21 @@ pub enum Failure {
         printable_path(.0)
     )]
     OutputExists(PathBuf),
+    #[error("give at least two accounts to keep in step (or --all --wtf DIR)")]
+    TooFewAccounts,
+    #[error("--all needs the folder to look in: --all --wtf DIR")]
+    AllNeedsWtf,
+    #[error(
+        "{} is a {fa} account and {} a {fb} one: svsync does not mix flavors (pass --mix-flavors if you mean it)",
+        crate::text::printable(a),
+        crate::text::printable(b)
+    )]
+    FlavorsMixed {
+        a: String,
+        fa: String,
+        b: String,
+        fb: String,
+    },
     #[error("--simulate: {0}")]
     Simulate(#[from] SimulateError),
     #[error("cannot read {}: {source}{}", printable_path(path), io_advice(source))]
@@ -96,6 +111,17 @@ pub enum Failure {
     },
     #[error(transparent)]
     Transport(#[from] TransportError),
+    #[error(
+        "{} is already watched by {holder}; stop that one first (one watcher per account)",
+        crate::text::printable(account)
+    )]
+    Watched { account: String, holder: String },
+    #[error("cannot watch {}: {source} (try --poll)", printable_path(path))]
+    Watch {
+        path: PathBuf,
+        #[source]
+        source: notify::Error,
+    },
     #[error(
         "{}:{line}:{column}: {message}; nothing was written",
         printable_path(path)
@@ -158,12 +184,17 @@ impl Failure {
             | Failure::SameFile(_)
             | Failure::OutputIsAccount { .. }
             | Failure::OutputExists(_)
+            | Failure::TooFewAccounts
+            | Failure::AllNeedsWtf
+            | Failure::FlavorsMixed { .. }
             | Failure::Simulate(_) => Kind::Usage,
             Failure::Read { .. }
             | Failure::State(_)
             | Failure::LockFile { .. }
             | Failure::Log { .. }
-            | Failure::Transport(_) => Kind::LocalIo,
+            | Failure::Transport(_)
+            | Failure::Watch { .. } => Kind::LocalIo,
+            Failure::Watched { .. } => Kind::Usage,
             Failure::Write(WriteError::Changed(_)) => Kind::Sync,
             Failure::Write(_) => Kind::LocalIo,
             Failure::Parse { .. } | Failure::Data { .. } => Kind::Data,

@@ -1,15 +1,13 @@
-//! `status`: what svsync knows about each account (the "online addon users" of the addon's sync
-//! pane): its file, toons, entries per table, the target table and the last sync.
+//! `status`: the accounts found (the "online addon users" of the addon's sync pane), what each
+//! holds, whether each pair is in step, and the last sync of each; then the answer to the
+//! player's question: are they all in step?
+//!
+//! It reads every file but parses only those whose content it has no answers for (answers are
+//! kept by content digest in the state folder, see [`crate::set`]).
 
-use std::collections::BTreeMap;
-
-use crate::fsio::accounts::Account;
-use crate::lua::{Keep, LuaValue, ParseOptions, Table, parse_with};
-use crate::merge::merge_shared;
-use crate::model::tables::{TableName, entries};
-use crate::model::{SAVED_VARIABLES, SHARED_DATA, SHARED_DATA_REMOTE, shared_table};
 use crate::protocol::session::{SessionRecord, SessionState};
-use crate::time::utc_text;
+use crate::set::AccountSet;
+use crate::time::{ms_of, utc_text};
 
 #[derive(Debug, Clone)]
 pub struct AccountStatus {
@@ -20,15 +18,15 @@ pub struct AccountStatus {
     /// Last modified, UTC.
     pub modified: Option<String>,
     pub toons: Vec<String>,
-    /// Entries per synced table of `sharedData`.
-    pub entries: BTreeMap<String, usize>,
+    /// Entries per synced table of `sharedData`, in sync order.
+    pub entries: Vec<(String, usize)>,
     /// Whether `sharedDataRemote` exists.
     pub remote: bool,
     /// The other accounts whose `sharedData` is already fully merged into this account's
-    /// `sharedDataRemote` (a merge would change nothing).
+    /// target (a merge would change nothing).
     pub in_step_with: Vec<String>,
     pub last_sync: Option<LastSync>,
-    /// Why the file could not be read, if it could not.
+    /// Why the file cannot be used, if it cannot.
     pub error: Option<String>,
 }
 
@@ -41,39 +39,23 @@ pub struct LastSync {
     pub when: String,
 }
 
-const STATUS_PATHS: &[&[&str]] = &[
-    &[SAVED_VARIABLES, SHARED_DATA],
-    &[SAVED_VARIABLES, SHARED_DATA_REMOTE],
-    &[SAVED_VARIABLES, "characterInfo"],
-];
-
-struct Loaded {
-    shared: Option<Table>,
-    remote: Option<Table>,
-    toons: Vec<String>,
+/// One ordered pair of the same flavor.
+#[derive(Debug, Clone)]
+pub struct PairStatus {
+    pub from: String,
+    pub to: String,
+    /// `None`: one of the files cannot be used.
+    pub in_step: Option<bool>,
+    /// Why it is not in step, in words.
+    pub why: Option<String>,
 }
 
-fn load(bytes: &[u8]) -> Result<Loaded, String> {
-    let options = ParseOptions {
-        keep: Keep::Paths(STATUS_PATHS),
-        ..Default::default()
-    };
-    let doc = parse_with(bytes, &options).map_err(|e| {
-        let p = e.position(bytes);
-        format!("{}:{}: {e}", p.line, p.column)
-    })?;
-    let shared = shared_table(&doc, SHARED_DATA).map_err(|e| e.to_string())?;
-    let remote = shared_table(&doc, SHARED_DATA_REMOTE).map_err(|e| e.to_string())?;
-    let toons = shared_table(&doc, "characterInfo")
-        .ok()
-        .flatten()
-        .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
-        .unwrap_or_default();
-    Ok(Loaded {
-        shared,
-        remote,
-        toons,
-    })
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub accounts: Vec<AccountStatus>,
+    pub pairs: Vec<PairStatus>,
+    /// Every pair in step (and every file usable).
+    pub in_step: bool,
 }
 
 fn last_sync(records: &[SessionRecord], file: &str) -> Option<LastSync> {
@@ -81,7 +63,7 @@ fn last_sync(records: &[SessionRecord], file: &str) -> Option<LastSync> {
         .iter()
         .filter(|s| s.receiver.file == file || s.sender.file == file)
         .max_by_key(|s| s.last_activity)
-        .map(|s: &SessionRecord| LastSync {
+        .map(|s| LastSync {
             session: s.id.to_string(),
             from: s.sender.account.clone(),
             to: s.receiver.account.clone(),
@@ -90,74 +72,79 @@ fn last_sync(records: &[SessionRecord], file: &str) -> Option<LastSync> {
         })
 }
 
-/// The status of each account; `records` (both peers' session records) give the last sync of
-/// each.
-pub fn statuses(accounts: &[Account], records: &[SessionRecord]) -> Vec<AccountStatus> {
-    let loaded: Vec<Result<Loaded, String>> = accounts
-        .iter()
-        .map(|a| {
-            std::fs::read(&a.file)
-                .map_err(|e| e.to_string())
-                .and_then(|b| load(&b))
-        })
-        .collect();
-    accounts
-        .iter()
-        .zip(&loaded)
-        .map(|(a, l)| {
-            let meta = std::fs::metadata(&a.file).ok();
-            let file = a.file.to_string_lossy().into_owned();
-            let real = crate::fsio::write::real_path(&a.file)
-                .map_or_else(|_| file.clone(), |p| p.display().to_string());
-            let mut status = AccountStatus {
-                account: a.name.clone(),
-                flavor: a.flavor.clone(),
+/// The status of every account of `set`; `records` (both peers' session records) give the
+/// last sync of each.
+pub fn status(set: &mut AccountSet, records: &[SessionRecord]) -> Status {
+    let n = set.members().len();
+    for i in 0..n {
+        set.refresh(i);
+    }
+    let target = set.target();
+    let mut pairs = Vec::new();
+    for to in 0..n {
+        for from in 0..n {
+            if from == to || !set.same_group(from, to) {
+                continue;
+            }
+            let v = set.in_step(from, to);
+            let (a, b) = (
+                set.member(from).account.name.clone(),
+                set.member(to).account.name.clone(),
+            );
+            let why = match v {
+                Some(true) => None,
+                Some(false) => Some(format!("{b}'s {target} lacks {a}'s latest data")),
+                None => Some(
+                    [from, to]
+                        .iter()
+                        .filter_map(|&i| set.member(i).problem.as_ref())
+                        .map(ToString::to_string)
+                        .next()
+                        .unwrap_or_else(|| "a file cannot be used".into()),
+                ),
+            };
+            pairs.push(PairStatus {
+                from: a,
+                to: b,
+                in_step: v,
+                why,
+            });
+        }
+    }
+    let accounts = (0..n)
+        .map(|i| {
+            let m = set.member(i);
+            let meta = std::fs::metadata(&m.real).ok();
+            let summary = m.summary();
+            AccountStatus {
+                account: m.account.name.clone(),
+                flavor: m.account.flavor.clone(),
+                file: m.account.file.to_string_lossy().into_owned(),
                 size: meta.as_ref().map_or(0, std::fs::Metadata::len),
                 modified: meta
                     .and_then(|m| m.modified().ok())
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| utc_text(d.as_secs())),
-                last_sync: last_sync(records, &real),
-                file,
-                toons: Vec::new(),
-                entries: BTreeMap::new(),
-                remote: false,
-                in_step_with: Vec::new(),
-                error: None,
-            };
-            match l {
-                Err(e) => status.error = Some(e.clone()),
-                Ok(l) => {
-                    status.toons = l.toons.clone();
-                    for t in TableName::ALL {
-                        let n = l
-                            .shared
-                            .as_ref()
-                            .and_then(|s| s.get_str(t.as_str()))
-                            .and_then(LuaValue::as_table)
-                            .map_or(0, |t| entries(t).len());
-                        status.entries.insert(t.to_string(), n);
-                    }
-                    status.remote = l.remote.is_some();
-                    for (other, ol) in accounts.iter().zip(&loaded) {
-                        let Ok(Loaded {
-                            shared: Some(theirs),
-                            ..
-                        }) = ol
-                        else {
-                            continue;
-                        };
-                        if other.file == a.file || l.remote.is_none() {
-                            continue;
-                        }
-                        let merge = merge_shared(theirs, l.remote.as_ref());
-                        if merge.tables.iter().all(|(_, m)| !m.changed) {
-                            status.in_step_with.push(other.name.clone());
-                        }
-                    }
-                }
+                    .map(|t| utc_text(ms_of(t))),
+                toons: summary.map(|s| s.toons.clone()).unwrap_or_default(),
+                entries: summary
+                    .map(|s| s.entries.iter().map(|(t, n)| (t.to_string(), *n)).collect())
+                    .unwrap_or_default(),
+                remote: summary.is_some_and(|s| s.remote),
+                in_step_with: pairs
+                    .iter()
+                    .filter(|p| p.to == m.account.name && p.in_step == Some(true))
+                    .map(|p| p.from.clone())
+                    .collect(),
+                last_sync: last_sync(records, &m.real.display().to_string()),
+                error: m.problem.as_ref().map(ToString::to_string),
             }
-            status
         })
-        .collect()
+        .collect();
+    set.save_cache();
+    let in_step = pairs.iter().all(|p| p.in_step == Some(true))
+        && set.members().iter().all(|m| m.problem.is_none());
+    Status {
+        accounts,
+        pairs,
+        in_step,
+    }
 }

@@ -2,13 +2,15 @@
 //! `guildhelper.md` (not by running the code).
 //!
 //! For each table the expectation lists the counts and every entry of the result in order: where
-//! it sits (array part or keyed by its id), its id, and which side's record it must be (the
-//! source's or the target's, copied exactly). Records are then compared field by field with the
-//! record of that id in that side's input file.
+//! it sits (array part or keyed by its id), its id, and which side's record it must be. Records
+//! are then compared field by field with the record of that id in that side's input file:
+//! exactly when it is already in the receiver's layout, and by the conversion rules of
+//! `guildhelper.md` (written out again here) when it is not.
 
 use std::path::Path;
 
 use svsync::lua::{Key, LuaValue, Table, parse, parse_with};
+use svsync::merge::layout::{LINKED_GUILD_GROUPS, SETUP_ID};
 use svsync::merge::{Counts, SharedMerge, apply, identity, merge_shared, splice_merge};
 use svsync::model::tables::{Part, TableName, entries};
 use svsync::model::{SAVED_VARIABLES, Target, parse_options, shared_table};
@@ -37,12 +39,21 @@ struct Want {
     entries: &'static [(Place, &'static str, Side)],
 }
 
-/// (table, id, deleted, lastUpdated, guildName)
+/// The key of a metadata row: a string key, or the index of an array item (the addon builds
+/// rows with `pairs`, so an array's rows are keyed 1..n).
+#[derive(Clone, Copy, Debug)]
+enum MetaKey {
+    S(&'static str),
+    I(i64),
+}
+
+/// (table, key, deleted, lastUpdated, guildName, id); `None`: the field is absent.
 type MetaRow = (
     TableName,
-    &'static str,
-    bool,
-    &'static str,
+    MetaKey,
+    Option<bool>,
+    Option<&'static str>,
+    Option<&'static str>,
     Option<&'static str>,
 );
 
@@ -89,6 +100,86 @@ fn compare_fields(ctx: &str, got: &LuaValue, want: &LuaValue) {
     }
 }
 
+fn is_envelope(v: &LuaValue) -> bool {
+    v.as_table()
+        .is_some_and(|t| matches!(t.get_str("data"), Some(LuaValue::Table(_))))
+}
+
+/// `got` is `input` converted to the other layout, by the rules of `guildhelper.md`.
+fn compare_converted(ctx: &str, table: TableName, got: &LuaValue, input: &LuaValue, key: &str) {
+    let (got_t, in_t) = (got.as_table().unwrap(), input.as_table().unwrap());
+    let roster = table == TableName::Roster;
+    if is_envelope(input) {
+        // Envelope -> flat: data fields to the top (pt_/gb_ for the roster), guildName ->
+        // pt_guildName for the roster, every other top field kept.
+        assert!(!is_envelope(got), "{ctx}: still an envelope");
+        let mut expected = 0;
+        for (k, v) in in_t.iter() {
+            let name = String::from_utf8(k.as_str().unwrap().to_vec()).unwrap();
+            match name.as_str() {
+                "data" => {
+                    for (dk, dv) in v.as_table().unwrap().iter() {
+                        let d = String::from_utf8(dk.as_str().unwrap().to_vec()).unwrap();
+                        let to = match (roster, d.as_str()) {
+                            (true, "mainCharacter" | "birthdate" | "battletag") => {
+                                format!("gb_{d}")
+                            }
+                            (true, _) => format!("pt_{d}"),
+                            (false, _) => d,
+                        };
+                        assert_eq!(got_t.get_str(&to), Some(dv), "{ctx}: {to}");
+                        expected += 1;
+                    }
+                }
+                "guildName" if roster => {
+                    assert_eq!(
+                        got_t.get_str("pt_guildName"),
+                        Some(v),
+                        "{ctx}: pt_guildName"
+                    );
+                    expected += 1;
+                }
+                other => {
+                    assert_eq!(got_t.get_str(other), Some(v), "{ctx}: {other}");
+                    expected += 1;
+                }
+            }
+        }
+        assert_eq!(got_t.len(), expected, "{ctx}: unexpected fields");
+    } else {
+        // Flat -> envelope: pt_x/gb_x -> data.x, pt_guildName -> guildName for the roster;
+        // id, tableType, guildName, lastUpdated and deleted at the top; everything else in
+        // data; id = the key, tableType = the table; a post's lastUpdated from its date and
+        // deleted = false when it has none.
+        assert!(is_envelope(got), "{ctx}: not an envelope");
+        let data = got_t.get_str("data").unwrap().as_table().unwrap();
+        let top = ["id", "tableType", "guildName", "lastUpdated", "deleted"];
+        for (k, v) in in_t.iter() {
+            let name = String::from_utf8(k.as_str().unwrap().to_vec()).unwrap();
+            if top.contains(&name.as_str()) {
+                assert_eq!(got_t.get_str(&name), Some(v), "{ctx}: {name}");
+            } else if roster && name == "pt_guildName" {
+                assert_eq!(got_t.get_str("guildName"), Some(v), "{ctx}: guildName");
+            } else if roster && (name.starts_with("pt_") || name.starts_with("gb_")) {
+                assert_eq!(
+                    data.get_str(&name[3..]),
+                    Some(v),
+                    "{ctx}: data.{}",
+                    &name[3..]
+                );
+            } else {
+                assert_eq!(data.get_str(&name), Some(v), "{ctx}: data.{name}");
+            }
+        }
+        assert_eq!(got_t.get_str("id"), Some(&LuaValue::str(key)), "{ctx}: id");
+        assert_eq!(
+            got_t.get_str("tableType"),
+            Some(&LuaValue::str(table.as_str())),
+            "{ctx}: tableType"
+        );
+    }
+}
+
 fn check(
     merge: &SharedMerge,
     source: &Table,
@@ -131,8 +222,23 @@ fn check(
                 .get_str(want.table.as_str())
                 .and_then(LuaValue::as_table)
                 .unwrap();
-            let expected = record_by_id(want.table, container, id);
-            compare_fields(&format!("{}.{id}", want.table), &e.value, &expected);
+            // The input's identity of a converted setup record is its other key.
+            let input_id = match (want.table, *id) {
+                (TableName::Setup, LINKED_GUILD_GROUPS) if container.get_str(id).is_none() => {
+                    SETUP_ID
+                }
+                (TableName::Setup, SETUP_ID) if container.get_str(id).is_none() => {
+                    LINKED_GUILD_GROUPS
+                }
+                _ => id,
+            };
+            let expected = record_by_id(want.table, container, input_id);
+            let ctx = format!("{}.{id}", want.table);
+            if is_envelope(&expected) == is_envelope(&e.value) {
+                compare_fields(&ctx, &e.value, &expected);
+            } else {
+                compare_converted(&ctx, want.table, &e.value, &expected, id);
+            }
         }
         // Arrays are proper sequences: number keys are exactly 1..n.
         let number_keys = merged
@@ -147,22 +253,26 @@ fn check(
         Some(rows) => {
             let md = merge.metadata.as_ref().expect("metadata rebuilt");
             let mut n = 0;
-            for (table, id, deleted, stamp, guild) in rows {
+            for (table, key, deleted, stamp, guild, id) in rows {
+                let k = match key {
+                    MetaKey::S(s) => Key::str(s),
+                    MetaKey::I(i) => Key::int(*i),
+                };
+                let ctx = format!("metadata.{table}.{key:?}");
                 let row = md
                     .get_str(table.as_str())
                     .and_then(LuaValue::as_table)
-                    .and_then(|t| t.get_str(id))
+                    .and_then(|t| t.get(&k))
                     .and_then(LuaValue::as_table)
-                    .unwrap_or_else(|| panic!("metadata.{table}.{id}"));
-                let ctx = format!("metadata.{table}.{id}");
+                    .unwrap_or_else(|| panic!("{ctx} is missing"));
                 assert_eq!(
                     row.get_str("deleted"),
-                    Some(&LuaValue::Bool(*deleted)),
+                    deleted.map(LuaValue::Bool).as_ref(),
                     "{ctx}"
                 );
                 assert_eq!(
                     row.get_str("lastUpdated"),
-                    Some(&LuaValue::str(stamp)),
+                    stamp.map(LuaValue::str).as_ref(),
                     "{ctx}"
                 );
                 assert_eq!(
@@ -170,12 +280,23 @@ fn check(
                     Some(&LuaValue::str(table.as_str())),
                     "{ctx}"
                 );
-                assert_eq!(row.get_str("id"), Some(&LuaValue::str(id)), "{ctx}");
+                assert_eq!(row.get_str("id"), id.map(LuaValue::str).as_ref(), "{ctx}");
                 assert_eq!(
                     row.get_str("guildName"),
                     guild.map(LuaValue::str).as_ref(),
                     "{ctx}"
                 );
+                let fields = [
+                    deleted.is_some(),
+                    stamp.is_some(),
+                    guild.is_some(),
+                    id.is_some(),
+                ]
+                .iter()
+                .filter(|x| **x)
+                .count()
+                    + 1;
+                assert_eq!(row.len(), fields, "{ctx}: nothing invented");
                 n += 1;
             }
             let total: usize = md
@@ -187,13 +308,12 @@ fn check(
     }
 }
 
-const EONAR: Option<&str> = Some("No Rest For The Wicked-Eonar");
-
 #[test]
 fn charlie_into_bravo() {
     let source = table_of(&account("CHARLIE"), "sharedData").unwrap();
     let target = table_of(&account("BRAVO"), "sharedDataRemote").unwrap();
-    let merge = merge_shared(&source, Some(&target));
+    let own = table_of(&account("BRAVO"), "sharedData");
+    let merge = merge_shared(&source, Some(&target), own.as_ref());
     let wants = [
         // CHARLIE's linkedGuildGroups (20241202090000) is newer than BRAVO's (20241130194258).
         Want {
@@ -237,49 +357,54 @@ fn charlie_into_bravo() {
             ],
         },
     ];
+    // Neither side has a metadata table.
     check(&merge, &source, Some(&target), &wants, None);
 }
 
+const EONAR_S: &str = "No Rest For The Wicked-Eonar";
+
+/// ALPHA (current layout) into BRAVO, whose own data is in the older layout: the result is in
+/// BRAVO's layout, ALPHA's records converted.
 #[test]
-fn alpha_into_bravo_converts_the_shape() {
+fn alpha_into_bravo_takes_bravos_layout() {
     let source = table_of(&account("ALPHA"), "sharedData").unwrap();
     let target = table_of(&account("BRAVO"), "sharedDataRemote").unwrap();
-    let merge = merge_shared(&source, Some(&target));
+    let own = table_of(&account("BRAVO"), "sharedData");
+    let merge = merge_shared(&source, Some(&target), own.as_ref());
     let wants = [
+        // ALPHA's group (under 199901010000001234, 20241230145255) is BRAVO's linkedGuildGroups
+        // (20241130194258), newer.
         Want {
             table: TableName::Setup,
-            counts: [1, 1, 0, 0, 0, 0, 0],
-            entries: &[
-                (Keyed, "linkedGuildGroups", Tgt),
-                (Keyed, "199901010000001234", Source),
-            ],
+            counts: [1, 0, 1, 0, 0, 0, 0],
+            entries: &[(Keyed, "linkedGuildGroups", Source)],
         },
-        // ALPHA's tables are maps keyed by id: BRAVO's array items move under their ids.
+        // BRAVO's arrays stay arrays; ALPHA's posts join them as flat posts, in source order.
         Want {
             table: TableName::News,
             counts: [2, 2, 0, 0, 0, 0, 0],
             entries: &[
-                (Keyed, "202411301924102656", Tgt),
-                (Keyed, "202501051930127731", Source),
-                (Keyed, "199901010000001234", Source),
+                (Array, "202411301924102656", Tgt),
+                (Array, "202501051930127731", Source),
+                (Array, "199901010000001234", Source),
             ],
         },
         Want {
             table: TableName::GuildInfo,
             counts: [2, 2, 0, 0, 0, 0, 0],
             entries: &[
-                (Keyed, "202411301949531535", Tgt),
-                (Keyed, "202412311002451187", Source),
-                (Keyed, "199901010000001234", Source),
+                (Array, "202411301949531535", Tgt),
+                (Array, "202412311002451187", Source),
+                (Array, "199901010000001234", Source),
             ],
         },
         Want {
             table: TableName::Calendar,
             counts: [2, 2, 0, 0, 0, 0, 0],
             entries: &[
-                (Keyed, "202411301950388623", Tgt),
-                (Keyed, "202501081215309921", Source),
-                (Keyed, "199901010000001234", Source),
+                (Array, "202411301950388623", Tgt),
+                (Array, "202501081215309921", Source),
+                (Array, "199901010000001234", Source),
             ],
         },
         // Sakarra: ALPHA's deleted entry has the never-edited stamp 19990101000000, older than
@@ -295,162 +420,166 @@ fn alpha_into_bravo_converts_the_shape() {
             ],
         },
     ];
+    // ALPHA has metadata, so BRAVO's target gets one, built as the addon builds it: rows
+    // copied from the records as they are (flat roster records have no guildName; BRAVO's own
+    // flat records no id), arrays keyed 1..n, setup only under 199901010000001234 (none here).
+    use MetaKey::{I, S};
+    let g = Some(EONAR_S);
     let meta: &[MetaRow] = &[
         (
-            TableName::Setup,
-            "linkedGuildGroups",
-            false,
-            "20241130194258",
+            TableName::Roster,
+            S("Sakarra-Skywall"),
+            Some(false),
+            Some("20241130192941"),
+            None,
             None,
         ),
         (
-            TableName::Setup,
-            "199901010000001234",
-            false,
-            "20241230145255",
-            EONAR,
+            TableName::Roster,
+            S("Heretanky-Velen"),
+            Some(false),
+            Some("20241231060000"),
+            None,
+            None,
+        ),
+        (
+            TableName::Roster,
+            S("Fatherrahl-Velen"),
+            Some(false),
+            Some("20241230173329"),
+            None,
+            Some("Fatherrahl-Velen"),
+        ),
+        (
+            TableName::Roster,
+            S("Beta-Eonar"),
+            Some(false),
+            Some("19990101000000"),
+            None,
+            Some("Beta-Eonar"),
         ),
         (
             TableName::News,
-            "202411301924102656",
-            false,
-            "20241201050922",
-            EONAR,
+            I(1),
+            None,
+            None,
+            g,
+            Some("202411301924102656"),
         ),
         (
             TableName::News,
-            "202501051930127731",
-            false,
-            "20250105193012",
-            EONAR,
+            I(2),
+            Some(false),
+            Some("20250105193012"),
+            g,
+            Some("202501051930127731"),
         ),
         (
             TableName::News,
-            "199901010000001234",
-            false,
-            "19990101000000",
-            EONAR,
+            I(3),
+            Some(false),
+            Some("19990101000000"),
+            g,
+            Some("199901010000001234"),
         ),
         (
             TableName::GuildInfo,
-            "202411301949531535",
-            false,
-            "20241130195037",
-            EONAR,
+            I(1),
+            None,
+            None,
+            g,
+            Some("202411301949531535"),
         ),
         (
             TableName::GuildInfo,
-            "202412311002451187",
-            false,
-            "20241231100245",
-            EONAR,
+            I(2),
+            Some(false),
+            Some("20241231100245"),
+            g,
+            Some("202412311002451187"),
         ),
         (
             TableName::GuildInfo,
-            "199901010000001234",
-            false,
-            "20241230175946",
-            EONAR,
+            I(3),
+            Some(false),
+            Some("20241230175946"),
+            g,
+            Some("199901010000001234"),
         ),
         (
             TableName::Calendar,
-            "202411301950388623",
-            false,
-            "20241201042807",
-            EONAR,
+            I(1),
+            None,
+            None,
+            g,
+            Some("202411301950388623"),
         ),
         (
             TableName::Calendar,
-            "202501081215309921",
-            false,
-            "20250108121530",
-            EONAR,
+            I(2),
+            Some(false),
+            Some("20250108121530"),
+            g,
+            Some("202501081215309921"),
         ),
         (
             TableName::Calendar,
-            "199901010000001234",
-            false,
-            "19990101000000",
-            EONAR,
-        ),
-        (
-            TableName::Roster,
-            "Sakarra-Skywall",
-            false,
-            "20241130192941",
-            EONAR,
-        ),
-        (
-            TableName::Roster,
-            "Heretanky-Velen",
-            false,
-            "20241231060000",
-            EONAR,
-        ),
-        (
-            TableName::Roster,
-            "Fatherrahl-Velen",
-            false,
-            "20241230173329",
-            Some("No Reset For The Wicked-Eonar"),
-        ),
-        (
-            TableName::Roster,
-            "Beta-Eonar",
-            false,
-            "19990101000000",
-            EONAR,
+            I(3),
+            Some(false),
+            Some("19990101000000"),
+            g,
+            Some("199901010000001234"),
         ),
     ];
     check(&merge, &source, Some(&target), &wants, Some(meta));
 }
 
+/// ALPHA into CHARLIE's own sharedData (older layout).
 #[test]
 fn alpha_into_charlie_shared_data() {
     let source = table_of(&account("ALPHA"), "sharedData").unwrap();
     let target = table_of(&account("CHARLIE"), "sharedData").unwrap();
-    let merge = merge_shared(&source, Some(&target));
+    let merge = merge_shared(&source, Some(&target), None);
     let wants = [
+        // 20241230145255 (ALPHA) > 20241202090000 (CHARLIE).
         Want {
             table: TableName::Setup,
-            counts: [1, 1, 0, 0, 0, 0, 0],
-            entries: &[
-                (Keyed, "linkedGuildGroups", Tgt),
-                (Keyed, "199901010000001234", Source),
-            ],
+            counts: [1, 0, 1, 0, 0, 0, 0],
+            entries: &[(Keyed, "linkedGuildGroups", Source)],
         },
         Want {
             table: TableName::News,
             counts: [2, 2, 0, 0, 0, 0, 0],
             entries: &[
-                (Keyed, "202411301924102656", Tgt),
-                (Keyed, "202412051200001111", Tgt),
-                (Keyed, "202501051930127731", Source),
-                (Keyed, "199901010000001234", Source),
+                (Array, "202411301924102656", Tgt),
+                (Array, "202412051200001111", Tgt),
+                (Array, "202501051930127731", Source),
+                (Array, "199901010000001234", Source),
             ],
         },
         Want {
             table: TableName::GuildInfo,
             counts: [2, 2, 0, 0, 0, 0, 0],
             entries: &[
-                (Keyed, "202411301949531535", Tgt),
-                (Keyed, "202412311002451187", Source),
-                (Keyed, "199901010000001234", Source),
+                (Array, "202411301949531535", Tgt),
+                (Array, "202412311002451187", Source),
+                (Array, "199901010000001234", Source),
             ],
         },
         Want {
             table: TableName::Calendar,
             counts: [2, 2, 0, 0, 0, 0, 0],
             entries: &[
-                (Keyed, "202411301950388623", Tgt),
-                (Keyed, "202412031800005555", Tgt),
-                (Keyed, "202501081215309921", Source),
-                (Keyed, "199901010000001234", Source),
+                (Array, "202411301950388623", Tgt),
+                (Array, "202412031800005555", Tgt),
+                (Array, "202501081215309921", Source),
+                (Array, "199901010000001234", Source),
             ],
         },
-        // Heretanky: equal stamps (20241231054417), different content (envelope vs flat): a
-        // conflict. Neither is deleted; canonical JSON of ALPHA's starts `{"data"`, CHARLIE's
-        // `{"deleted"`, so CHARLIE's is greater and stays.
+        // Heretanky: equal stamps (20241231054417), different content: a conflict, broken by the
+        // canonical text of both records in the current layout. Neither is deleted; both start
+        // `{"data":{"battletag":"`, then ALPHA's has `FatherRahl#1596` and CHARLIE's `NA`:
+        // `N` > `F`, so CHARLIE's is greater and stays.
         Want {
             table: TableName::Roster,
             counts: [4, 2, 0, 0, 1, 1, 0],
@@ -464,142 +593,202 @@ fn alpha_into_charlie_shared_data() {
             ],
         },
     ];
+    use MetaKey::{I, S};
+    let g = Some(EONAR_S);
     let meta: &[MetaRow] = &[
         (
-            TableName::Setup,
-            "linkedGuildGroups",
-            false,
-            "20241202090000",
+            TableName::Roster,
+            S("Sakarra-Skywall"),
+            Some(false),
+            Some("20241205120000"),
+            None,
             None,
         ),
         (
-            TableName::Setup,
-            "199901010000001234",
-            false,
-            "20241230145255",
-            EONAR,
+            TableName::Roster,
+            S("Heretanky-Velen"),
+            Some(false),
+            Some("20241231054417"),
+            None,
+            None,
+        ),
+        (
+            TableName::Roster,
+            S("Newbie-Eonar"),
+            Some(false),
+            Some("20241203080000"),
+            None,
+            None,
+        ),
+        (
+            TableName::Roster,
+            S("Gone-Eonar"),
+            Some(true),
+            Some("20241204090000"),
+            None,
+            None,
+        ),
+        (
+            TableName::Roster,
+            S("Fatherrahl-Velen"),
+            Some(false),
+            Some("20241230173329"),
+            None,
+            Some("Fatherrahl-Velen"),
+        ),
+        (
+            TableName::Roster,
+            S("Beta-Eonar"),
+            Some(false),
+            Some("19990101000000"),
+            None,
+            Some("Beta-Eonar"),
         ),
         (
             TableName::News,
-            "202411301924102656",
-            false,
-            "20241201050922",
-            EONAR,
+            I(1),
+            None,
+            None,
+            g,
+            Some("202411301924102656"),
         ),
         (
             TableName::News,
-            "202412051200001111",
-            false,
-            "20241205120000",
-            EONAR,
+            I(2),
+            None,
+            None,
+            g,
+            Some("202412051200001111"),
         ),
         (
             TableName::News,
-            "202501051930127731",
-            false,
-            "20250105193012",
-            EONAR,
+            I(3),
+            Some(false),
+            Some("20250105193012"),
+            g,
+            Some("202501051930127731"),
         ),
         (
             TableName::News,
-            "199901010000001234",
-            false,
-            "19990101000000",
-            EONAR,
+            I(4),
+            Some(false),
+            Some("19990101000000"),
+            g,
+            Some("199901010000001234"),
         ),
         (
             TableName::GuildInfo,
-            "202411301949531535",
-            false,
-            "20241202100000",
-            EONAR,
+            I(1),
+            None,
+            None,
+            g,
+            Some("202411301949531535"),
         ),
         (
             TableName::GuildInfo,
-            "202412311002451187",
-            false,
-            "20241231100245",
-            EONAR,
+            I(2),
+            Some(false),
+            Some("20241231100245"),
+            g,
+            Some("202412311002451187"),
         ),
         (
             TableName::GuildInfo,
-            "199901010000001234",
-            false,
-            "20241230175946",
-            EONAR,
+            I(3),
+            Some(false),
+            Some("20241230175946"),
+            g,
+            Some("199901010000001234"),
         ),
         (
             TableName::Calendar,
-            "202411301950388623",
-            false,
-            "20241130100000",
-            EONAR,
+            I(1),
+            None,
+            None,
+            g,
+            Some("202411301950388623"),
         ),
         (
             TableName::Calendar,
-            "202412031800005555",
-            false,
-            "20241203180000",
-            EONAR,
+            I(2),
+            None,
+            None,
+            g,
+            Some("202412031800005555"),
         ),
         (
             TableName::Calendar,
-            "202501081215309921",
-            false,
-            "20250108121530",
-            EONAR,
+            I(3),
+            Some(false),
+            Some("20250108121530"),
+            g,
+            Some("202501081215309921"),
         ),
         (
             TableName::Calendar,
-            "199901010000001234",
-            false,
-            "19990101000000",
-            EONAR,
-        ),
-        (
-            TableName::Roster,
-            "Sakarra-Skywall",
-            false,
-            "20241205120000",
-            EONAR,
-        ),
-        (
-            TableName::Roster,
-            "Heretanky-Velen",
-            false,
-            "20241231054417",
-            EONAR,
-        ),
-        (
-            TableName::Roster,
-            "Newbie-Eonar",
-            false,
-            "20241203080000",
-            EONAR,
-        ),
-        (
-            TableName::Roster,
-            "Gone-Eonar",
-            true,
-            "20241204090000",
-            EONAR,
-        ),
-        (
-            TableName::Roster,
-            "Fatherrahl-Velen",
-            false,
-            "20241230173329",
-            Some("No Reset For The Wicked-Eonar"),
-        ),
-        (
-            TableName::Roster,
-            "Beta-Eonar",
-            false,
-            "19990101000000",
-            EONAR,
+            I(4),
+            Some(false),
+            Some("19990101000000"),
+            g,
+            Some("199901010000001234"),
         ),
     ];
     check(&merge, &source, Some(&target), &wants, Some(meta));
+}
+
+/// BRAVO (older layout) into ALPHA, whose own data is in the current layout and which has no
+/// target table yet: every record arrives as an envelope, posts keyed by id.
+#[test]
+fn bravo_into_alpha_takes_alphas_current_layout() {
+    let source = table_of(&account("BRAVO"), "sharedData").unwrap();
+    assert!(table_of(&account("ALPHA"), "sharedDataRemote").is_none());
+    let own = table_of(&account("ALPHA"), "sharedData");
+    let merge = merge_shared(&source, None, own.as_ref());
+    let wants = [
+        Want {
+            table: TableName::Setup,
+            counts: [1, 1, 0, 0, 0, 0, 0],
+            entries: &[(Keyed, "199901010000001234", Source)],
+        },
+        Want {
+            table: TableName::News,
+            counts: [1, 1, 0, 0, 0, 0, 0],
+            entries: &[(Keyed, "202411301924102656", Source)],
+        },
+        Want {
+            table: TableName::GuildInfo,
+            counts: [1, 1, 0, 0, 0, 0, 0],
+            entries: &[(Keyed, "202411301949531535", Source)],
+        },
+        Want {
+            table: TableName::Calendar,
+            counts: [1, 1, 0, 0, 0, 0, 0],
+            entries: &[(Keyed, "202411301950388623", Source)],
+        },
+        Want {
+            table: TableName::Roster,
+            counts: [3, 3, 0, 0, 0, 0, 0],
+            entries: &[
+                (Keyed, "Sakarra-Skywall", Source),
+                (Keyed, "Oldmain-Eonar", Source),
+                (Keyed, "Heretanky-Velen", Source),
+            ],
+        },
+    ];
+    check(&merge, &source, None, &wants, None);
+    // The converted posts carry the stamp the current addon needs (from `date`).
+    let (_, news) = &merge.tables[1];
+    let post = news
+        .table
+        .get_str("202411301924102656")
+        .unwrap()
+        .as_table()
+        .unwrap();
+    assert_eq!(
+        post.get_str("lastUpdated"),
+        Some(&LuaValue::str("20241201050922"))
+    );
+    assert_eq!(post.get_str("deleted"), Some(&LuaValue::Bool(false)));
 }
 
 /// The merge written into each receiver file: bytes outside the target table are unchanged,
@@ -618,7 +807,8 @@ fn merged_files_load_in_lua51_and_touch_only_the_target() {
         let before = account(to);
         let doc = parse_with(&before, &parse_options()).unwrap();
         let current = shared_table(&doc, target.key()).unwrap();
-        let merge = merge_shared(&source, current.as_ref());
+        let own = shared_table(&doc, "sharedData").unwrap();
+        let merge = merge_shared(&source, current.as_ref(), own.as_ref());
         let after = splice_merge(&doc, target, current.as_ref(), &merge).unwrap();
         let expected = apply(current.as_ref(), &merge);
 
@@ -656,7 +846,8 @@ fn merged_files_load_in_lua51_and_touch_only_the_target() {
         // Idempotent on disk: merging the same source again writes the same bytes.
         let doc2 = parse_with(&after, &parse_options()).unwrap();
         let current2 = shared_table(&doc2, target.key()).unwrap();
-        let merge2 = merge_shared(&source, current2.as_ref());
+        let own2 = shared_table(&doc2, "sharedData").unwrap();
+        let merge2 = merge_shared(&source, current2.as_ref(), own2.as_ref());
         assert!(merge2.tables.iter().all(|(_, m)| !m.changed), "{ctx}");
         let again = splice_merge(&doc2, target, current2.as_ref(), &merge2).unwrap();
         assert_eq!(again, after, "{ctx}: second merge changed the file");
@@ -670,7 +861,7 @@ fn mixed_shapes_sample_merges_and_loads() {
     let source = table_of(&account("ALPHA"), "sharedData").unwrap();
     let doc = parse_with(&src, &parse_options()).unwrap();
     let current = shared_table(&doc, "sharedData").unwrap();
-    let merge = merge_shared(&source, current.as_ref());
+    let merge = merge_shared(&source, current.as_ref(), None);
     let after = splice_merge(&doc, Target::SharedData, current.as_ref(), &merge).unwrap();
     lua51_globals(&after).unwrap();
 }

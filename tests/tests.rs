@@ -8,6 +8,7 @@ mod lua_limits;
 mod lua_reference;
 mod merge_cli;
 mod merge_samples;
+mod set_cli;
 mod simulation;
 mod validate_cli;
 mod watch_cli;

@@ -242,6 +242,18 @@ pub struct ResetDoc {
 #[derive(Debug, Serialize)]
 pub struct StatusDoc {
     pub accounts: Vec<AccountJson>,
+    /// Every pair in step.
+    pub in_step: bool,
+    pub pairs: Vec<PairJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PairJson {
+    pub from: String,
+    pub to: String,
+    /// `null` when one of the files cannot be used.
+    pub in_step: Option<bool>,
+    pub why: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -252,7 +264,7 @@ pub struct AccountJson {
     pub size: u64,
     pub modified: Option<String>,
     pub toons: Vec<String>,
-    pub entries: std::collections::BTreeMap<String, usize>,
+    pub entries: Map<String, Value>,
     pub remote: bool,
     pub in_step_with: Vec<String>,
     pub last_sync: Option<LastSyncJson>,
@@ -268,26 +280,47 @@ pub struct LastSyncJson {
     pub when: String,
 }
 
-impl From<&svsync::status::AccountStatus> for AccountJson {
-    fn from(s: &svsync::status::AccountStatus) -> Self {
-        AccountJson {
-            account: s.account.clone(),
-            flavor: s.flavor.clone(),
-            file: s.file.clone(),
-            size: s.size,
-            modified: s.modified.clone(),
-            toons: s.toons.clone(),
-            entries: s.entries.clone(),
-            remote: s.remote,
-            in_step_with: s.in_step_with.clone(),
-            last_sync: s.last_sync.as_ref().map(|l| LastSyncJson {
-                session: l.session.clone(),
-                from: l.from.clone(),
-                to: l.to.clone(),
-                state: l.state.as_str(),
-                when: l.when.clone(),
-            }),
-            error: s.error.clone(),
+impl StatusDoc {
+    pub fn of(st: &svsync::status::Status) -> StatusDoc {
+        StatusDoc {
+            accounts: st
+                .accounts
+                .iter()
+                .map(|s| AccountJson {
+                    account: s.account.clone(),
+                    flavor: s.flavor.clone(),
+                    file: s.file.clone(),
+                    size: s.size,
+                    modified: s.modified.clone(),
+                    toons: s.toons.clone(),
+                    entries: s
+                        .entries
+                        .iter()
+                        .map(|(t, n)| (t.clone(), Value::from(*n)))
+                        .collect(),
+                    remote: s.remote,
+                    in_step_with: s.in_step_with.clone(),
+                    last_sync: s.last_sync.as_ref().map(|l| LastSyncJson {
+                        session: l.session.clone(),
+                        from: l.from.clone(),
+                        to: l.to.clone(),
+                        state: l.state.as_str(),
+                        when: l.when.clone(),
+                    }),
+                    error: s.error.clone(),
+                })
+                .collect(),
+            in_step: st.in_step,
+            pairs: st
+                .pairs
+                .iter()
+                .map(|p| PairJson {
+                    from: p.from.clone(),
+                    to: p.to.clone(),
+                    in_step: p.in_step,
+                    why: p.why.clone(),
+                })
+                .collect(),
         }
     }
 }

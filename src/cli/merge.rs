@@ -79,6 +79,7 @@ fn run(args: &MergeArgs) -> Result<(Account, Account, PairReport), Failure> {
         log_dir: Some(args.sync.log_dir()),
         wire_log: args.sync.wire_log.clone(),
         progress: Some(progress),
+        busy_patience: std::time::Duration::from_secs(15),
     });
     bar.finish_and_clear();
     Ok((from, to, report?))

@@ -69,23 +69,38 @@ Examples:
   svsync sessions list --json --state-dir ./state
   svsync sessions reset")]
     Sessions(sessions::SessionsArgs),
-    /// Show the accounts found, their GuildHelper data, and the last sync of each.
+    /// Show the accounts found, what each holds, whether they are in step, and the last sync.
     #[command(after_help = "\
 Examples:
   svsync status
   svsync status \"C:\\Program Files (x86)\\World of Warcraft\"
   svsync status testdata/WTF --json")]
     Status(status::StatusArgs),
-    /// Keep two accounts in step: sync whenever the game saves either one.
+    /// Keep accounts in step: sync whenever the game saves one of them.
     #[command(after_help = "\
-Leave it running while you play. When the game saves A (at logout or /reload), A's shared data
-is merged into B, and the other way round. svsync's own writes never trigger a sync back.
+Leave it running while you play. When the game saves an account (at logout or /reload), every
+account that is no longer in step is synced, in both directions, including the one that just
+saved. svsync's own writes never trigger a sync back. SIGINT, SIGTERM and Ctrl-C finish a write
+in progress and exit 0; a sync that fails is tried again, with a line when that starts and ends.
+--json prints one JSON object per line per event (account, sync, sync_failed, failing,
+recovered, waiting, usable, in_step, stopped).
 
 Examples:
-  svsync watch MYMAIN MYALT --wtf \"C:\\Program Files (x86)\\World of Warcraft\\_retail_\"
+  svsync watch --all --wtf \"C:\\Program Files (x86)\\World of Warcraft\\_retail_\"
+  svsync watch MYMAIN MYALT 123456789#2 --wtf \"/Applications/World of Warcraft/_retail_\"
   svsync watch WTF/Account/A WTF/Account/B --debounce-ms 2000
-  svsync watch A B --wtf /mnt/games/wow/_retail_ --poll")]
+  svsync watch --all --wtf /mnt/games/wow --poll --json")]
     Watch(watch::WatchArgs),
+    /// Bring a set of accounts in step once, then exit.
+    #[command(after_help = "\
+Every account's target table ends up holding every other account's data (each flavor on its
+own). Exit status: 0 all in step, 1 a sync failed, 2 usage or I/O error.
+
+Examples:
+  svsync sync --all --wtf \"C:\\Program Files (x86)\\World of Warcraft\"
+  svsync sync MYMAIN MYALT 123456789#2 --wtf WTF
+  svsync sync --all --wtf WTF --target sharedData --dry-run")]
+    Sync(watch::SyncSetArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -109,6 +124,7 @@ pub fn main() -> ExitCode {
         Command::Sessions(args) => sessions::run(args),
         Command::Status(args) => status::run(args),
         Command::Watch(args) => watch::run_watch(args),
+        Command::Sync(args) => watch::run_sync(args),
     };
     exit.into()
 }

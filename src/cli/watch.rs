@@ -1,31 +1,43 @@
-//! `svsync watch A B [options]`
+//! `svsync watch ACCOUNT... | --all --wtf DIR` and `svsync sync ACCOUNT... | --all --wtf DIR`
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use serde_json::{Value, json};
 use svsync::failure::Failure;
-use svsync::fsio::accounts::Account;
-use svsync::peer::pair::{PairJob, PairReport, run_pair};
-use svsync::peer::receiver::WriteMode;
+use svsync::peer::pair::PairReport;
+use svsync::set::AccountSet;
+use svsync::text::{printable, printable_path};
 use svsync::time::{now_ms, utc_text};
-use svsync::transport::sim::Simulation;
-use svsync::watch::{Side, SyncOutcome, WatchConfig, WatchEvent, run};
+use svsync::watch::worker::Notice;
+use svsync::watch::{Event, Settings, WatchConfig, sync_set, watch};
 
 use super::common::SyncArgs;
 use super::exit::Exit;
 use super::json::MergeDoc;
 
+/// Which accounts: named ones, or every one under a folder.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SetArgs {
+    /// The accounts (two or more): GuildHelper.lua files, account folders or SavedVariables
+    /// folders, or names with --wtf.
+    #[arg(value_name = "ACCOUNT")]
+    pub accounts: Vec<PathBuf>,
+    /// Every account with GuildHelper data under --wtf DIR (each flavor on its own); with
+    /// `watch`, accounts that appear later too.
+    #[arg(long)]
+    pub all: bool,
+    /// Sync named accounts of different flavors (`_retail_` with `_classic_`) anyway.
+    #[arg(long)]
+    pub mix_flavors: bool,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
-    /// One account: its GuildHelper.lua, account folder or SavedVariables folder (or its name,
-    /// with --wtf).
-    #[arg(value_name = "A")]
-    pub a: PathBuf,
-    /// The other account, given the same way.
-    #[arg(value_name = "B")]
-    pub b: PathBuf,
+    #[command(flatten)]
+    pub set: SetArgs,
     /// Wait this long after the last change before syncing (the game writes in bursts).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub debounce_ms: u64,
@@ -36,29 +48,46 @@ pub struct WatchArgs {
     pub sync: SyncArgs,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct SyncSetArgs {
+    #[command(flatten)]
+    pub set: SetArgs,
+    #[command(flatten)]
+    pub sync: SyncArgs,
+}
+
 fn clock() -> String {
     utc_text(now_ms())[11..19].to_string()
 }
 
-fn sync_once(
-    sync: &SyncArgs,
-    from: &Account,
-    to: &Account,
-    mode: WriteMode,
-    simulation: Simulation,
-) -> Result<PairReport, Failure> {
-    run_pair(PairJob {
-        from: from.clone(),
-        to: to.clone(),
+/// The set the arguments name.
+pub fn account_set(set: &SetArgs, sync: &SyncArgs) -> Result<AccountSet, Failure> {
+    let accounts = if set.all {
+        let root = sync.wtf.as_ref().ok_or(Failure::AllNeedsWtf)?;
+        svsync::watch::all_accounts(root)?
+    } else {
+        set.accounts
+            .iter()
+            .map(|p| sync.account(p))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    AccountSet::of(
+        accounts,
+        set.all,
+        sync.target.into(),
+        set.mix_flavors,
+        Some(&sync.state_dir().join("cache.json")),
+    )
+}
+
+fn settings(sync: &SyncArgs) -> Settings {
+    Settings {
         target: sync.target.into(),
-        state_dir: (mode != WriteMode::DryRun).then(|| sync.state_dir()),
-        mode,
+        dry_run: sync.dry_run,
         force: sync.force,
-        simulation,
-        log_dir: Some(sync.log_dir()),
-        wire_log: sync.wire_log.clone(),
-        progress: None,
-    })
+        state_dir: sync.state_dir(),
+        log_dir: sync.log_dir(),
+    }
 }
 
 /// One line for a sync: what moved.
@@ -79,30 +108,165 @@ fn summary(report: &PairReport) -> String {
     } else {
         parts.join(", ")
     };
-    match (report.failure(), &report.written) {
-        (Some(r), _) => format!("failed: {r}"),
-        (None, Some(p)) => format!("{moved}; wrote {}", p.display()),
-        (None, None) => format!("{moved}; nothing written"),
+    match &report.written {
+        Some(p) => format!("{moved}; wrote {}", printable_path(p)),
+        None if report.changes => format!("{moved}; would change the receiver (dry run)"),
+        None => format!("{moved}; nothing written"),
+    }
+}
+
+fn name(set: &AccountSet, i: usize) -> String {
+    printable(&set.member(i).account.name).into_owned()
+}
+
+/// Prints events as lines (a line when something changes) or as JSON objects (one per event).
+struct Printer {
+    json: bool,
+    dry_run: bool,
+    failed_io: bool,
+}
+
+impl Printer {
+    fn json_line(&self, v: Value) {
+        println!("{v}");
+    }
+
+    fn event(&mut self, set: &AccountSet, e: Event<'_>) {
+        let at = clock();
+        match e {
+            Event::Account { index } => {
+                let m = set.member(index);
+                if self.json {
+                    self.json_line(json!({
+                        "event": "account", "time": at, "account": m.account.name,
+                        "flavor": m.account.flavor, "file": m.account.file.display().to_string(),
+                    }));
+                }
+            }
+            Event::Synced { from, to, report } => {
+                if self.json {
+                    let mut v = serde_json::to_value(MergeDoc::of(report, self.dry_run))
+                        .unwrap_or_default();
+                    v["event"] = "sync".into();
+                    v["time"] = at.into();
+                    v["from"] = set.member(from).account.name.clone().into();
+                    v["to"] = set.member(to).account.name.clone().into();
+                    self.json_line(v);
+                } else {
+                    println!(
+                        "{at} {} -> {}: {}",
+                        name(set, from),
+                        name(set, to),
+                        summary(report)
+                    );
+                }
+            }
+            Event::SyncFailed { from, to, failure } => {
+                self.failed_io |= Exit::of(failure) == Exit::Usage;
+                if self.json {
+                    self.json_line(json!({
+                        "event": "sync_failed", "time": at,
+                        "from": set.member(from).account.name, "to": set.member(to).account.name,
+                        "reason": failure.to_string(),
+                    }));
+                }
+                // In text, a failing pair is told once (see the notice), not at every attempt.
+            }
+            Event::Notice(n) => self.notice(set, &at, n),
+            Event::InStep => {
+                let n = set.members().len();
+                if self.json {
+                    self.json_line(json!({"event": "in_step", "time": at, "accounts": n}));
+                } else {
+                    println!("{at} all {n} accounts in step");
+                }
+            }
+        }
+    }
+
+    fn notice(&self, set: &AccountSet, at: &str, n: Notice) {
+        match n {
+            Notice::PairFailing {
+                from,
+                to,
+                reason,
+                retry_in,
+                ..
+            } => {
+                if self.json {
+                    self.json_line(json!({
+                        "event": "failing", "time": at,
+                        "from": set.member(from).account.name, "to": set.member(to).account.name,
+                        "reason": reason, "retry_in_s": retry_in / 1000,
+                    }));
+                } else {
+                    println!(
+                        "{at} {} -> {}: failed: {}; trying again from time to time",
+                        name(set, from),
+                        name(set, to),
+                        printable(&reason)
+                    );
+                }
+            }
+            Notice::PairRecovered { from, to } => {
+                if self.json {
+                    self.json_line(json!({
+                        "event": "recovered", "time": at,
+                        "from": set.member(from).account.name, "to": set.member(to).account.name,
+                    }));
+                } else {
+                    println!("{at} {} -> {}: works again", name(set, from), name(set, to));
+                }
+            }
+            Notice::Unusable {
+                account, reason, ..
+            } => {
+                let m = set.member(account);
+                let backups = svsync::fsio::write::backups(&m.real);
+                if self.json {
+                    self.json_line(json!({
+                        "event": "waiting", "time": at, "account": m.account.name,
+                        "reason": reason,
+                        "backups": backups.iter().map(|b| b.display().to_string()).collect::<Vec<_>>(),
+                    }));
+                } else {
+                    let hint = match backups.last() {
+                        Some(b) => format!("; latest backup: {}", printable_path(b)),
+                        None => String::new(),
+                    };
+                    println!(
+                        "{at} {}: cannot be used since {at} ({}); waiting for the next save{hint}",
+                        name(set, account),
+                        printable(&reason)
+                    );
+                }
+            }
+            Notice::Usable { account } => {
+                if self.json {
+                    self.json_line(json!({
+                        "event": "usable", "time": at, "account": set.member(account).account.name,
+                    }));
+                } else {
+                    println!("{at} {}: readable again", name(set, account));
+                }
+            }
+        }
     }
 }
 
 pub fn run_watch(args: &WatchArgs) -> Exit {
-    let prepared = (|| -> Result<_, Failure> {
-        let a = args.sync.account(&args.a)?;
-        let b = args.sync.account(&args.b)?;
-        svsync::peer::pair::check_job(&a, &b, &WriteMode::InPlace, false)?;
-        Ok((a, b, args.sync.simulation()?))
-    })();
-    let (a, b, faults) = match prepared {
-        Ok(prepared) => prepared,
-        Err(e) => {
-            eprintln!("svsync: {e}");
-            return Exit::of(&e);
+    let mut set = match account_set(&args.set, &args.sync) {
+        Ok(s) => s,
+        Err(f) => {
+            eprintln!("svsync: {f}");
+            return Exit::of(&f);
         }
     };
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
+        // SIGINT, SIGTERM and SIGHUP (Ctrl-C, console close on Windows): finish the write in
+        // progress, then exit 0.
         if let Err(e) = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst)) {
             eprintln!("svsync: cannot handle Ctrl-C: {e}");
             return Exit::Usage;
@@ -110,23 +274,27 @@ pub fn run_watch(args: &WatchArgs) -> Exit {
     }
     let debounce = Duration::from_millis(args.debounce_ms);
     let config = WatchConfig {
-        a: a.file.clone(),
-        b: b.file.clone(),
-        target: args.sync.target.into(),
+        settings: settings(&args.sync),
         debounce,
         poll: args.poll.then(|| debounce.max(Duration::from_millis(200))),
+        discover: args.set.all.then(|| args.sync.wtf.clone()).flatten(),
     };
-    let name = |s: Side| match s {
-        Side::A => &a.name,
-        Side::B => &b.name,
-    };
-    if !args.sync.json {
+    let json = args.sync.json;
+    if !json {
+        let names: Vec<String> = set
+            .members()
+            .iter()
+            .map(|m| printable(&m.account.name).into_owned())
+            .collect();
         println!(
-            "Watching {} and {} ({}); Ctrl-C to stop. Logs: {}",
-            a.name,
-            b.name,
+            "Watching {} ({}); Ctrl-C to stop. Logs: {}",
+            if names.is_empty() {
+                "no account yet".to_string()
+            } else {
+                names.join(", ")
+            },
             if args.poll { "polling" } else { "file events" },
-            args.sync.log_dir().display()
+            printable_path(&args.sync.log_dir())
         );
         if super::game::game_running() {
             println!(
@@ -135,82 +303,86 @@ pub fn run_watch(args: &WatchArgs) -> Exit {
             );
         }
     }
-    let mode = if args.sync.dry_run {
-        WriteMode::DryRun
-    } else {
-        WriteMode::InPlace
+    let mut printer = Printer {
+        json,
+        dry_run: args.sync.dry_run,
+        failed_io: false,
     };
-    let json = args.sync.json;
-    let dry_run = args.sync.dry_run;
-    let mut failed_io = false;
-    let result = run(
-        &config,
-        &stop,
-        |from| {
-            let (f, t) = match from {
-                Side::A => (&a, &b),
-                Side::B => (&b, &a),
-            };
-            let r = sync_once(&args.sync, f, t, mode.clone(), faults);
-            SyncOutcome {
-                ok: r.as_ref().is_ok_and(PairReport::is_complete),
-                wrote: r.as_ref().is_ok_and(|r| r.written.is_some()),
-                result: r,
-            }
-        },
-        |event| match event {
-            WatchEvent::Synced { from, result } => {
-                let (f, t) = (name(from), name(from.other()));
-                match result {
-                    Ok(report) if json => {
-                        let mut v = serde_json::to_value(MergeDoc::of(&report, dry_run))
-                            .unwrap_or_default();
-                        v["from"] = f.as_str().into();
-                        v["to"] = t.as_str().into();
-                        println!("{v}");
-                    }
-                    Ok(report) => println!("{} {f} -> {t}: {}", clock(), summary(&report)),
-                    Err(e) => {
-                        failed_io |= Exit::of(&e) == Exit::Usage;
-                        println!("{} {f} -> {t}: {e}", clock());
-                    }
-                }
-            }
-            WatchEvent::NotReady { side, error } => {
-                if !json {
-                    println!(
-                        "{} {}: not readable yet, will try again: {error}",
-                        clock(),
-                        name(side)
-                    );
-                }
-            }
-            WatchEvent::InStep { from } => {
-                if !json {
-                    println!(
-                        "{} {} -> {}: already in step",
-                        clock(),
-                        name(from),
-                        name(from.other())
-                    );
-                }
-            }
-        },
-    );
+    let result = watch(&mut set, &config, &stop, &mut |s, e| printer.event(s, e));
     match result {
         Ok(()) => {
-            if !json {
+            if json {
+                println!("{}", json!({"event": "stopped", "time": clock()}));
+            } else {
                 println!("{} stopped.", clock());
             }
-            if failed_io {
-                Exit::Usage
-            } else {
-                Exit::Success
+            Exit::Success
+        }
+        Err(f) => {
+            if json {
+                println!(
+                    "{}",
+                    json!({"event": "error", "time": clock(), "reason": f.to_string()})
+                );
             }
+            eprintln!("svsync: {f}");
+            Exit::of(&f)
         }
-        Err(e) => {
-            eprintln!("svsync: {e}");
-            Exit::Usage
+    }
+}
+
+pub fn run_sync(args: &SyncSetArgs) -> Exit {
+    let mut set = match account_set(&args.set, &args.sync) {
+        Ok(s) => s,
+        Err(f) => {
+            eprintln!("svsync: {f}");
+            return Exit::of(&f);
         }
+    };
+    let mut printer = Printer {
+        json: args.sync.json,
+        dry_run: args.sync.dry_run,
+        failed_io: false,
+    };
+    let summary = sync_set(&mut set, &settings(&args.sync), &mut |s, e| {
+        // A one-shot sync tells every failure.
+        if let Event::SyncFailed { from, to, failure } = &e
+            && !printer.json
+        {
+            println!(
+                "{} {} -> {}: failed: {failure}",
+                clock(),
+                name(s, *from),
+                name(s, *to)
+            );
+        }
+        printer.event(s, e)
+    });
+    let n = set.members().len();
+    if args.sync.json {
+        println!(
+            "{}",
+            json!({"event": "done", "accounts": n, "syncs": summary.syncs,
+                   "failed": summary.failed, "in_step": summary.in_step})
+        );
+    } else if summary.in_step {
+        println!("All {n} accounts in step.");
+    } else if args.sync.dry_run {
+        println!(
+            "Dry run: {} syncs would run; nothing was written.",
+            summary.syncs
+        );
+    } else {
+        println!(
+            "Not in step: {} of {} syncs failed, {} accounts could not be used. Run `svsync status` for details.",
+            summary.failed, summary.syncs, summary.unusable
+        );
+    }
+    if printer.failed_io {
+        Exit::Usage
+    } else if summary.in_step || (args.sync.dry_run && summary.failed == 0) {
+        Exit::Success
+    } else {
+        Exit::Failure
     }
 }

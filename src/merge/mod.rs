@@ -1,27 +1,33 @@
-//! GuildHelper's merge rules: one incoming table into the target table.
+//! GuildHelper's merge rules: one incoming table into the target table, in the receiver's
+//! layout.
 //!
 //! For every incoming entry, matched with the target's entry of the same identity: add it when
 //! the target has none; replace the target's when the incoming stamp is newer; keep the target's
 //! when it is newer; with equal stamps, identical content is unchanged and different content is a
 //! conflict that every machine resolves the same way (`deleted = true` wins, then the greater
-//! canonical serialization). When only one side has a stamp, the stamped one wins; when neither
-//! has, the target's is kept and the entry counted as skipped. Nothing is ever removed.
+//! canonical text of the two records in the current layout, see [`canonical`]). When only one
+//! side has a stamp, the stamped one wins; when neither has, the target's is kept and the entry
+//! counted as skipped. Nothing is ever removed.
 //!
-//! The result takes the container shape of the incoming (source) table; see [`merge_table`].
+//! The result is in the receiver's layout ([`layout::decide`]): incoming records in the other
+//! layout, and target records that are, are converted first ([`layout::convert`]), so the
+//! addon that loads the file can read every record, and the result never flips with the sender.
+//! A merge that changes no record changes nothing (tables compare as Lua values).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+pub mod canonical;
+pub mod layout;
 mod target;
 pub use target::{FinishError, OpenError, TargetFile};
 
-use crate::lua::{Document, Key, KeyPath, Layout, LuaValue, SpliceError, Splicer, Table};
-use crate::model::json::canonical;
-use crate::model::tables::{
-    Container, Entry, Part, Record, TableName, assemble, entries, key_identity,
-};
+use crate::lua::{Document, Key, KeyPath, LuaValue, SpliceError, Splicer, Table};
+use crate::model::tables::{Entry, Part, Record, TableName, assemble, entries, key_identity};
 use crate::model::{SAVED_VARIABLES, Target};
+
+use layout::{Layout, SETUP_ID, convert, decide};
 
 /// What happened to one incoming table's entries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,16 +53,15 @@ pub struct Counts {
 pub struct Merged {
     pub table: Table,
     pub counts: Counts,
-    /// Whether the result differs from the target table (content or shape).
+    /// Whether the result differs from the target table (as Lua values).
     pub changed: bool,
+    /// The layout the result is in.
+    pub layout: Layout,
 }
 
 struct Slot {
     part: Part,
     value: LuaValue,
-    id: Option<Vec<u8>>,
-    /// The place the source gives this entry, if the source has it.
-    source_part: Option<Part>,
 }
 
 /// The identity of an entry: its key when keyed, its `id` (or name) when in the array part.
@@ -114,52 +119,75 @@ fn judge(table: TableName, target: &LuaValue, incoming: &LuaValue) -> Verdict {
     }
 }
 
+/// The text a record is compared by: its canonical text in the current layout, whatever layout
+/// it arrived or is stored in.
+fn tie_text(table: TableName, v: &LuaValue) -> Vec<u8> {
+    let e = convert(
+        table,
+        Entry {
+            part: Part::Array,
+            value: v.clone(),
+        },
+        Layout::Current,
+    );
+    canonical::canonical(&e.value)
+}
+
 /// Whether `a` beats `b` when their stamps are equal: `deleted = true` wins, then the greater
-/// canonical serialization.
+/// canonical text in the current layout.
 pub fn tie_break(table: TableName, a: &LuaValue, b: &LuaValue) -> bool {
     match (deleted(table, a), deleted(table, b)) {
         (true, false) => true,
         (false, true) => false,
-        _ => match (canonical(a), canonical(b)) {
-            (Ok(ca), Ok(cb)) => ca > cb,
-            // A value that cannot be serialized (a NaN made in memory) never wins.
-            (Ok(_), Err(_)) => true,
-            _ => false,
-        },
+        _ => tie_text(table, a) > tie_text(table, b),
     }
 }
 
-/// Merges `incoming` into `target` (absent: an empty table) by the rules above.
+/// Merges `incoming` into `target` (absent: an empty table), in `layout`.
 ///
-/// The result takes the incoming table's structure: every entry the source has sits where the
-/// source puts it (array part, or under its key); entries only the target has go where the
-/// source's container would put them (an array when the source is only an array, a map keyed by
-/// identity when it is only a map) and otherwise stay in their part. The array part is a proper
-/// sequence: the target's entries in their order (replaced in place), then new entries in source
-/// order.
-pub fn merge_table(table: TableName, incoming: &Table, target: Option<&Table>) -> Merged {
+/// Every entry (the target's and the incoming ones) is converted to `layout`; an entry the
+/// target holds twice is kept once (the one the rules prefer). The array part is a proper
+/// sequence: the target's entries in their order (replaced in place), then new entries in
+/// source order.
+pub fn merge_table(
+    table: TableName,
+    incoming: &Table,
+    target: Option<&Table>,
+    layout: Layout,
+) -> Merged {
     let mut counts = Counts::default();
-    let mut slots: Vec<Slot> = target
-        .map(entries)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|e| Slot {
-            id: identity(table, &e),
+    let mut slots: Vec<Slot> = Vec::new();
+    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+    for e in target.map(entries).unwrap_or_default() {
+        let e = convert(table, e, layout);
+        let id = identity(table, &e).filter(|_| matches!(e.value, LuaValue::Table(_)));
+        if let Some(id) = &id
+            && let Some(&at) = index.get(id)
+        {
+            // A duplicate in the target: one copy stays, the one the rules prefer.
+            let wins = match judge(table, &slots[at].value, &e.value) {
+                Verdict::Replace => true,
+                Verdict::Conflict { incoming_wins } => incoming_wins,
+                _ => false,
+            };
+            if wins {
+                slots[at].value = e.value;
+            }
+            continue;
+        }
+        if let Some(id) = &id {
+            index.insert(id.clone(), slots.len());
+        }
+        slots.push(Slot {
             part: e.part,
             value: e.value,
-            source_part: None,
-        })
-        .collect();
-    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
-    for (at, slot) in slots.iter().enumerate() {
-        if let Some(id) = &slot.id {
-            index.entry(id.clone()).or_insert(at);
-        }
+        });
     }
 
-    for entry in entries(incoming) {
+    for e in entries(incoming) {
         counts.received += 1;
-        let id = match (&entry.value, identity(table, &entry)) {
+        let e = convert(table, e, layout);
+        let id = match (&e.value, identity(table, &e)) {
             (LuaValue::Table(_), Some(id)) => id,
             _ => {
                 counts.skipped += 1;
@@ -170,107 +198,96 @@ pub fn merge_table(table: TableName, incoming: &Table, target: Option<&Table>) -
             counts.added += 1;
             index.insert(id.clone(), slots.len());
             slots.push(Slot {
-                part: entry.part.clone(),
-                source_part: Some(entry.part),
-                value: entry.value,
-                id: Some(id),
+                part: e.part,
+                value: e.value,
             });
             continue;
         };
         let slot = &mut slots[at];
-        slot.source_part = Some(entry.part.clone());
-        match judge(table, &slot.value, &entry.value) {
+        match judge(table, &slot.value, &e.value) {
             Verdict::Replace => {
                 counts.updated += 1;
-                slot.value = entry.value;
+                slot.value = e.value;
             }
             Verdict::KeepNewer => counts.kept_newer += 1,
             Verdict::Unchanged => counts.unchanged += 1,
             Verdict::Conflict { incoming_wins } => {
                 counts.conflicts += 1;
                 if incoming_wins {
-                    slot.value = entry.value;
+                    slot.value = e.value;
                 }
             }
             Verdict::Skip => counts.skipped += 1,
         }
     }
 
-    let source = Container::of(incoming);
-    let mut used_keys: HashSet<Key> = HashSet::new();
-    let mut placed = Vec::with_capacity(slots.len());
-    for slot in slots {
-        let wanted = match (slot.source_part, &slot.id) {
-            (Some(part), _) => part,
-            // Only in the target: follow the source's container when it has one shape.
-            (None, Some(id)) if source.keyed && !source.array => Part::Keyed(Key::Str(id.clone())),
-            (None, _) if source.array && !source.keyed => Part::Array,
-            (None, _) => slot.part,
-        };
-        // Two entries can never share a key: a clash (duplicates in the target) keeps the
-        // later one in the array part.
-        let part = match wanted {
-            Part::Keyed(k) if used_keys.contains(&k) || k.as_index().is_some() => Part::Array,
-            Part::Keyed(k) => {
-                used_keys.insert(k.clone());
-                Part::Keyed(k)
-            }
-            Part::Array => Part::Array,
-        };
-        placed.push(Entry {
-            part,
-            value: slot.value,
-        });
-    }
-    let merged = assemble(placed);
-    let changed = match target {
-        Some(t) => !same_layout(t, &merged),
-        None => true,
-    };
+    let merged = assemble(slots.into_iter().map(|s| Entry {
+        part: s.part,
+        value: s.value,
+    }));
+    let changed = target != Some(&merged);
     Merged {
         table: merged,
         counts,
         changed,
+        layout,
     }
 }
 
-/// Equal as Lua tables and with the same entry order (a reorder is a change worth writing).
-fn same_layout(a: &Table, b: &Table) -> bool {
-    a == b && a.entries().iter().zip(b.entries()).all(|(x, y)| x.0 == y.0)
-}
+/// The synced tables that have metadata rows, in the order the addon builds them.
+const METADATA_TABLES: [TableName; 5] = [
+    TableName::Roster,
+    TableName::News,
+    TableName::GuildInfo,
+    TableName::Calendar,
+    TableName::Setup,
+];
 
-/// `sharedData.metadata` rebuilt from the merged tables: for each table, each record's
-/// `{deleted, tableType, lastUpdated, guildName, id}` keyed by its identity.
-pub fn rebuild_metadata<'a>(tables: impl IntoIterator<Item = (TableName, &'a Table)>) -> Table {
-    let mut metadata = Table::new();
+/// `metadata` rebuilt as GuildHelper's own `Maintenance.lua` does it at login: the existing
+/// rows stay, and for every key of roster, news, guildInfo and calendar (and, for setup, only
+/// the key `199901010000001234`) the row `{id, tableType, guildName, lastUpdated, deleted}` is
+/// added or overwritten, `tableType` the table's name and the rest copied from the record
+/// (absent stays absent).
+pub fn rebuild_metadata<'a>(
+    existing: Option<&Table>,
+    tables: impl IntoIterator<Item = (TableName, &'a Table)>,
+) -> Table {
+    let mut metadata = existing.cloned().unwrap_or_default();
+    for name in METADATA_TABLES {
+        if metadata
+            .get_str(name.as_str())
+            .and_then(LuaValue::as_table)
+            .is_none()
+        {
+            metadata.insert(Key::str(name.as_str()), LuaValue::Table(Table::new()));
+        }
+    }
     for (name, table) in tables {
-        let mut rows = Table::new();
-        for entry in entries(table) {
-            let (Some(id), Some(fields)) = (identity(name, &entry), entry.value.as_table()) else {
+        let mut rows = metadata
+            .get_str(name.as_str())
+            .and_then(LuaValue::as_table)
+            .cloned()
+            .unwrap_or_default();
+        for (key, value) in table.iter() {
+            if name == TableName::Setup && key.as_str() != Some(SETUP_ID.as_bytes()) {
+                continue;
+            }
+            let Some(record) = value.as_table() else {
                 continue;
             };
-            let record = Record::new(name, fields);
             let mut row = Table::new();
-            row.insert(Key::str("deleted"), LuaValue::Bool(record.deleted()));
-            row.insert(
-                Key::str("tableType"),
-                record
-                    .table_type()
-                    .cloned()
-                    .unwrap_or_else(|| LuaValue::str(name.as_str())),
-            );
-            if let Some(v) = record
-                .last_updated()
-                .cloned()
-                .or_else(|| record.stamp().map(|s| LuaValue::str(s.to_string())))
-            {
-                row.insert(Key::str("lastUpdated"), v);
+            for (field, v) in [
+                ("deleted", record.get_str("deleted").cloned()),
+                ("tableType", Some(LuaValue::str(name.as_str()))),
+                ("lastUpdated", record.get_str("lastUpdated").cloned()),
+                ("guildName", record.get_str("guildName").cloned()),
+                ("id", record.get_str("id").cloned()),
+            ] {
+                if let Some(v) = v {
+                    row.insert(Key::str(field), v);
+                }
             }
-            if let Some(v) = record.guild_name() {
-                row.insert(Key::str("guildName"), v.clone());
-            }
-            row.insert(Key::str("id"), LuaValue::Str(id.clone()));
-            rows.insert(Key::Str(id), LuaValue::Table(row));
+            rows.insert(key.clone(), LuaValue::Table(row));
         }
         metadata.insert(Key::str(name.as_str()), LuaValue::Table(rows));
     }
@@ -282,39 +299,70 @@ pub fn rebuild_metadata<'a>(tables: impl IntoIterator<Item = (TableName, &'a Tab
 pub struct SharedMerge {
     /// Each synced table the source has, merged, in sync order.
     pub tables: Vec<(TableName, Merged)>,
-    /// The rebuilt `metadata`, when the source has one.
+    /// The rebuilt `metadata`, when the source or the target has one.
     pub metadata: Option<Table>,
 }
 
+fn sub<'a>(t: Option<&'a Table>, name: &str) -> Option<&'a Table> {
+    t.and_then(|t| t.get_str(name)).and_then(LuaValue::as_table)
+}
+
+/// The layout a receiver writes a table in: see [`layout::decide`].
+pub fn layout_for(
+    name: TableName,
+    own: Option<&Table>,
+    target: Option<&Table>,
+    source: Option<&Table>,
+) -> Layout {
+    decide(
+        name,
+        sub(own, name.as_str()),
+        sub(target, name.as_str()),
+        sub(source, name.as_str()),
+    )
+}
+
 /// Merges every synced table of `source` (a `sharedData`) into `target` (the target table, if
-/// it exists). A synced table the source lacks leaves the target's as it is.
-pub fn merge_shared(source: &Table, target: Option<&Table>) -> SharedMerge {
+/// it exists), in the layout of `own` (the receiver's own `sharedData`). A synced table the
+/// source lacks leaves the target's as it is.
+pub fn merge_shared(source: &Table, target: Option<&Table>, own: Option<&Table>) -> SharedMerge {
     let mut tables = Vec::new();
     for name in TableName::ALL {
-        let Some(incoming) = source.get_str(name.as_str()).and_then(LuaValue::as_table) else {
+        let Some(incoming) = sub(Some(source), name.as_str()) else {
             continue;
         };
-        let current = target
-            .and_then(|t| t.get_str(name.as_str()))
-            .and_then(LuaValue::as_table);
-        tables.push((name, merge_table(name, incoming, current)));
+        let layout = layout_for(name, own, target, Some(source));
+        tables.push((
+            name,
+            merge_table(name, incoming, sub(target, name.as_str()), layout),
+        ));
     }
-    let metadata = source.get_str("metadata").map(|_| {
-        let merged: HashMap<TableName, &Table> =
-            tables.iter().map(|(n, m)| (*n, &m.table)).collect();
-        rebuild_metadata(TableName::ALL.into_iter().filter_map(|name| {
-            merged
-                .get(&name)
-                .copied()
-                .or_else(|| {
-                    target
-                        .and_then(|t| t.get_str(name.as_str()))
-                        .and_then(LuaValue::as_table)
-                })
-                .map(|t| (name, t))
-        }))
-    });
+    let metadata = (source.get_str("metadata").is_some()
+        || target.and_then(|t| t.get_str("metadata")).is_some())
+    .then(|| metadata_of(target, &tables));
     SharedMerge { tables, metadata }
+}
+
+/// The target's metadata rebuilt from the merged tables (and the target's other tables).
+fn metadata_of(target: Option<&Table>, merged: &[(TableName, Merged)]) -> Table {
+    rebuild_metadata(
+        sub(target, "metadata"),
+        TableName::ALL.into_iter().filter_map(|name| {
+            merged
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, m)| &m.table)
+                .or_else(|| sub(target, name.as_str()))
+                .map(|t| (name, t))
+        }),
+    )
+}
+
+/// Whether merging `source` (a `sharedData`) into `target` would change the target: the
+/// decision a receiver makes before it writes (a merge that changes nothing writes nothing).
+pub fn changes(source: &Table, target: Option<&Table>, own: Option<&Table>) -> bool {
+    let merge = merge_shared(source, target, own);
+    target != Some(&apply(target, &merge))
 }
 
 /// Applies a merge to a target table in memory: the merged tables and metadata replace the
@@ -333,17 +381,16 @@ pub fn apply(target: Option<&Table>, merge: &SharedMerge) -> Table {
     out
 }
 
-/// Writes a merge into the receiver's file: each merged table (and the metadata) replaces its
-/// value under `GuildHelper_SavedVariables.<target>`, every other byte stays as it was. When
-/// the target table does not exist yet, it is added whole. Only tables that changed are
-/// rewritten.
+/// Writes a merge into the receiver's file: each merged table (and the metadata) that differs
+/// from the target's replaces its value under `GuildHelper_SavedVariables.<target>`; every
+/// other byte stays as it was. When the target table does not exist yet, it is added whole.
 pub fn splice_merge(
     doc: &Document<'_>,
     target: Target,
     current: Option<&Table>,
     merge: &SharedMerge,
 ) -> Result<Vec<u8>, SpliceError> {
-    let layout = Layout::detect(doc.src());
+    let layout = crate::lua::Layout::detect(doc.src());
     let mut splicer = Splicer::new(doc, layout);
     let Some(current) = current else {
         let whole = LuaValue::Table(apply(None, merge));
@@ -356,8 +403,9 @@ pub fn splice_merge(
         )?;
         return splicer.finish();
     };
+    let changed = |name: &str, new: &Table| sub(Some(current), name) != Some(new);
     for (name, merged) in &merge.tables {
-        if merged.changed {
+        if changed(name.as_str(), &merged.table) {
             splicer.set(
                 KeyPath {
                     global: SAVED_VARIABLES,
@@ -367,20 +415,16 @@ pub fn splice_merge(
             )?;
         }
     }
-    if let Some(metadata) = &merge.metadata {
-        let unchanged = current
-            .get_str("metadata")
-            .and_then(LuaValue::as_table)
-            .is_some_and(|old| same_layout(old, metadata));
-        if !unchanged {
-            splicer.set(
-                KeyPath {
-                    global: SAVED_VARIABLES,
-                    keys: &[target.key(), "metadata"],
-                },
-                &LuaValue::Table(metadata.clone()),
-            )?;
-        }
+    if let Some(metadata) = &merge.metadata
+        && changed("metadata", metadata)
+    {
+        splicer.set(
+            KeyPath {
+                global: SAVED_VARIABLES,
+                keys: &[target.key(), "metadata"],
+            },
+            &LuaValue::Table(metadata.clone()),
+        )?;
     }
     splicer.finish()
 }

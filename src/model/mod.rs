@@ -30,7 +30,19 @@ pub fn is_guildhelper_file(path: &std::path::Path) -> bool {
 }
 
 /// The table a receiver merges into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum Target {
     /// `sharedDataRemote`: a copy beside the account's own data (the default).
     #[default]

@@ -46,6 +46,14 @@ impl TableName {
     pub fn parse(name: &str) -> Option<TableName> {
         TableName::ALL.into_iter().find(|t| t.as_str() == name)
     }
+
+    /// news, guildInfo and calendar: lists of posts.
+    pub fn is_posts(self) -> bool {
+        matches!(
+            self,
+            TableName::News | TableName::GuildInfo | TableName::Calendar
+        )
+    }
 }
 
 impl fmt::Display for TableName {

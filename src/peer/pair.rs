@@ -41,6 +41,9 @@ pub struct PairJob {
     /// Every message as it crossed the link.
     pub wire_log: Option<PathBuf>,
     pub progress: Option<Progress>,
+    /// How long to keep asking a receiver that is busy with another sender (a sync in another
+    /// process usually ends within seconds). Zero: report busy at once.
+    pub busy_patience: std::time::Duration,
 }
 
 /// How a one-shot sync ended.
@@ -172,11 +175,29 @@ fn proposed_id(simulation: &Simulation, now: Millis) -> SessionId {
 pub fn run_pair(job: PairJob) -> Result<PairReport, Failure> {
     check_job(&job.from, &job.to, &job.mode, job.force)?;
     let source = super::source::read_source(&job.from.file, &job.from.name)?;
+    run_pair_with(job, source)
+}
+
+/// Runs one sync of `source` (FROM's data, already read) into TO's target table.
+pub fn run_pair_with(mut job: PairJob, source: Source) -> Result<PairReport, Failure> {
+    let start = std::time::Instant::now();
+    let simulated = job.simulation.faults.is_faulty() || job.simulation.crash_after.is_some();
+    loop {
+        let report = run_once(&mut job, source.clone())?;
+        let busy = matches!(report.outcome, PairOutcome::Busy { .. });
+        if !busy || simulated || start.elapsed() >= job.busy_patience {
+            return Ok(report);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+fn run_once(job: &mut PairJob, source: Source) -> Result<PairReport, Failure> {
     let now = crate::time::now_ms();
     let link = SimLink::new(now, job.simulation.faults);
-    match &job.state_dir {
+    match job.state_dir.clone() {
         Some(dir) => {
-            let stores = (FileStore::new(dir), FileStore::new(dir));
+            let stores = (FileStore::new(&dir), FileStore::new(&dir));
             match job.simulation.crash_after {
                 Some(n) => sync_pair(job, source, stores, CrashAfter::new(link, n)),
                 None => sync_pair(job, source, stores, link),
@@ -187,7 +208,7 @@ pub fn run_pair(job: PairJob) -> Result<PairReport, Failure> {
 }
 
 fn sync_pair<S: Store, T: Transport>(
-    job: PairJob,
+    job: &mut PairJob,
     source: Source,
     (sender_store, receiver_store): (S, S),
     mut link: T,
@@ -217,7 +238,7 @@ fn sync_pair<S: Store, T: Transport>(
         persist,
         Log::open(log_dir, "sender.log")?,
     );
-    if let Some(p) = job.progress {
+    if let Some(p) = job.progress.take() {
         sender = sender.with_progress(p);
     }
     let started = link.now();

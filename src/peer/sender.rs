@@ -58,6 +58,10 @@ impl<S: Store> SenderDriver<S> {
         store: Option<S>,
         log: Log,
     ) -> Self {
+        let mut me = me;
+        if me.toon.is_empty() {
+            me.toon = source.toon.to_string();
+        }
         let peer = Sender::new(timing, proposed, source);
         let total_chunks = peer.tables().map(|(a, _)| u64::from(a.total)).sum();
         SenderDriver {
