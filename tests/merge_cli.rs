@@ -365,6 +365,40 @@ fn output_into_a_missing_folder_exits_2_and_says_what_to_fix() {
     assert!(!err.contains("run it again"), "{err}");
 }
 
+/// Sessions belong to the sending account, not to the toon it was played with: after the
+/// player switches characters, a rerun resumes instead of being refused as busy.
+#[test]
+fn a_rerun_after_a_character_switch_resumes() {
+    let t = Tree::new();
+    t.svsync()
+        .args(["merge", "--simulate", "crash-after=20"])
+        .arg(t.account("ALPHA"))
+        .arg(t.account("BRAVO"))
+        .assert()
+        .code(137);
+    let alpha = std::fs::read_to_string(t.file("ALPHA")).unwrap();
+    assert!(alpha.contains("[\"userNameRealm\"] = \"Heretanky-Velen\""));
+    std::fs::write(
+        t.file("ALPHA"),
+        alpha.replace(
+            "[\"userNameRealm\"] = \"Heretanky-Velen\"",
+            "[\"userNameRealm\"] = \"Fatherrahl-Velen\"",
+        ),
+    )
+    .unwrap();
+    // The same account, named another way too.
+    let out = t
+        .svsync()
+        .args(["merge", "--json"])
+        .arg(t.file("ALPHA"))
+        .arg(t.account("BRAVO").join("SavedVariables"))
+        .assert()
+        .success();
+    let v: Value = serde_json::from_str(stdout(out.get_output()).trim()).unwrap();
+    assert_eq!(v["resumed"], true, "{v}");
+    assert_eq!(v["outcome"], "complete");
+}
+
 /// An interrupted session keeps the receiver busy for other senders (exit 1, a sentence that
 /// says what to do), while the interrupted sender itself resumes.
 #[test]

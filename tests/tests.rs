@@ -3,6 +3,7 @@
 
 mod support;
 
+mod addon_expectations;
 mod lua_edge_cases;
 mod lua_limits;
 mod lua_reference;

@@ -85,6 +85,9 @@ pub fn check_guildhelper(doc: &Document<'_>) -> Vec<Issue> {
             check_shared(doc, name, field.value, &mut sink);
         }
     }
+    if let Some(field) = doc.get(root, SHARED_DATA.as_bytes()) {
+        check_current_addon(doc, field.value, &mut sink);
+    }
     check_target_shape(doc, root, &mut sink);
     sink.0.sort_by_key(|i| i.offset);
     sink.0
@@ -111,6 +114,71 @@ fn check_shared(doc: &Document<'_>, name: &str, node: Node, sink: &mut Sink) {
             continue;
         }
         check_container(doc, &format!("{name}.{table}"), table, value, sink);
+    }
+}
+
+/// What GuildHelper 1.0.23f (the current addon) reads in `sharedData`: roster records with
+/// `data`, posts keyed by id with `data`, setup records with `data.guilds`. Records it cannot
+/// read make it raise Lua errors at login and in its panes; one warning per table, at the first
+/// such record, says so.
+fn check_current_addon(doc: &Document<'_>, shared: Node, sink: &mut Sink) {
+    if !matches!(shared.kind, Kind::Table { .. }) {
+        return;
+    }
+    for table in TableName::ALL {
+        let Some(field) = doc.get(shared, table.as_str().as_bytes()) else {
+            continue;
+        };
+        if !matches!(field.value.kind, Kind::Table { .. }) {
+            continue;
+        }
+        let mut unreadable = Vec::new();
+        for f in doc.fields(field.value) {
+            let record = f.value;
+            let data = doc
+                .get(record, b"data")
+                .map(|d| d.value)
+                .filter(|d| matches!(d.kind, Kind::Table { .. }));
+            let keyed_by_string = match f.key {
+                FieldKey::Name(_) => true,
+                FieldKey::Bracket(k) => matches!(k.kind, Kind::Str { .. }),
+                FieldKey::Positional => false,
+            };
+            let readable = matches!(record.kind, Kind::Table { .. })
+                && match (table, data) {
+                    (_, None) => false,
+                    (TableName::Setup, Some(d)) => doc
+                        .get(d, b"guilds")
+                        .is_some_and(|g| matches!(g.value.kind, Kind::Table { .. })),
+                    (TableName::Roster, Some(_)) => true,
+                    (_, Some(_)) => keyed_by_string,
+                };
+            if !readable {
+                unreadable.push(match f.key {
+                    FieldKey::Bracket(k) => k,
+                    _ => record,
+                });
+            }
+        }
+        if unreadable.is_empty() {
+            continue;
+        }
+        let n = unreadable.len();
+        let what = match table {
+            TableName::Roster => "without `data`",
+            TableName::Setup => "without `data.guilds`",
+            _ => "that are not envelopes keyed by id",
+        };
+        let records = if n == 1 { "record" } else { "records" };
+        let first = if n > 1 { ", the first here" } else { "" };
+        sink.warning(
+            unreadable[0],
+            format!(
+                "`{SHARED_DATA}.{table}` is in the older layout ({n} {records} {what}{first}): \
+                 GuildHelper 1.0.23f cannot read it and raises Lua errors at login and in its \
+                 panes; only older versions of the addon read this layout"
+            ),
+        );
     }
 }
 
@@ -411,12 +479,48 @@ mod tests {
     use super::*;
     use crate::lua::parse;
 
+    /// The findings other than the current-addon layout check (tested on its own below).
     fn issues(src: &str) -> Vec<(Severity, String)> {
+        all_issues(src)
+            .into_iter()
+            .filter(|(_, m)| !m.contains("is in the older layout"))
+            .collect()
+    }
+
+    fn all_issues(src: &str) -> Vec<(Severity, String)> {
         let doc = parse(src.as_bytes()).unwrap();
         check_guildhelper(&doc)
             .into_iter()
             .map(|i| (i.severity, i.message))
             .collect()
+    }
+
+    #[test]
+    fn records_the_current_addon_cannot_read_are_flagged_once_per_table() {
+        let found = all_issues(
+            "GuildHelper_SavedVariables = { sharedData = { \
+             news = { { id = '1', date = '2024-12-01 05:09:22' }, { id = '2', date = '2024-12-01 05:09:22' } }, \
+             roster = { ['A-B'] = { lastUpdated = '20241231054417', data = {} }, \
+                        ['C-D'] = { lastUpdated = '20241231054417' } }, \
+             setup = { ['199901010000001234'] = { lastUpdated = '20241231054417', data = { guilds = {} } } } } }",
+        );
+        let layout: Vec<&String> = found
+            .iter()
+            .filter(|(s, m)| *s == Severity::Warning && m.contains("is in the older layout"))
+            .map(|(_, m)| m)
+            .collect();
+        assert_eq!(layout.len(), 2, "{found:?}");
+        assert!(layout[0].contains("`sharedData.news` is in the older layout (2 records"));
+        assert!(layout[0].contains("GuildHelper 1.0.23f cannot read it"));
+        assert!(layout[1].contains("`sharedData.roster` is in the older layout (1 record without"));
+        // A file in the current layout is not flagged.
+        assert!(
+            all_issues(
+                "GuildHelper_SavedVariables = { sharedData = { news = { ['1'] = { id = '1', \
+                 lastUpdated = '20241231054417', data = { title = 't' } } } } }"
+            )
+            .is_empty()
+        );
     }
 
     #[test]

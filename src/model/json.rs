@@ -61,8 +61,15 @@ pub fn to_json_bytes(value: &LuaValue) -> Result<Vec<u8>, JsonError> {
 
 /// Decodes JSON bytes made by [`to_json_bytes`].
 pub fn from_json_bytes(bytes: &[u8]) -> Result<LuaValue, JsonError> {
-    let json: Value =
-        serde_json::from_slice(bytes).map_err(|e| JsonError::Syntax(e.to_string()))?;
+    use serde::Deserialize;
+    // Tables nest down to Lua's limit, and a tagged value adds one level.
+    if nesting_over(bytes, MAX_TABLE_DEPTH + 1) {
+        return Err(JsonError::TooDeep);
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.disable_recursion_limit();
+    let json = Value::deserialize(&mut de).map_err(|e| JsonError::Syntax(e.to_string()))?;
+    de.end().map_err(|e| JsonError::Syntax(e.to_string()))?;
     from_json(&json)
 }
 
@@ -97,6 +104,10 @@ fn number_text(n: &Number) -> Result<String, JsonError> {
 }
 
 fn encode_number(n: &Number) -> Result<Value, JsonError> {
+    // A numeral Lua reads as infinite (`1e400`) has no shortest form: its text travels.
+    if let (false, Some(text)) = (n.value().is_finite(), n.text()) {
+        return Ok(tagged(NUM, text.to_string()));
+    }
     let shortest =
         format_number(n.value()).map_err(|_| JsonError::Number(n.value().to_string()))?;
     let text = number_text(n)?;
@@ -155,7 +166,7 @@ pub fn decode_key(key: &str) -> Result<Key, JsonError> {
             "true" => Ok(Key::Bool(true)),
             "false" => Ok(Key::Bool(false)),
             _ => Ok(Key::Num(
-                parse_number(rest).ok_or_else(|| JsonError::Key(key.to_string()))?,
+                parse_number(rest, true).ok_or_else(|| JsonError::Key(key.to_string()))?,
             )),
         };
     }
@@ -171,14 +182,45 @@ pub fn decode_key(key: &str) -> Result<Key, JsonError> {
     Ok(Key::Str(key.as_bytes().to_vec()))
 }
 
-fn parse_number(text: &str) -> Option<Number> {
+/// A numeral's value with its text. `Lua` text (a `$num` value or a `#` key) may be one Lua
+/// reads as infinite (`1e400`): it is kept as written. A plain JSON number must be finite.
+fn parse_number(text: &str, lua: bool) -> Option<Number> {
     let (negative, body) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
     };
     let value = numeral_value(body.as_bytes())?;
     let value = if negative { -value } else { value };
-    value.is_finite().then(|| Number::with_text(value, text))
+    (value.is_finite() || (lua && !value.is_nan())).then(|| Number::with_text(value, text))
+}
+
+/// The deepest nesting of arrays and objects in JSON text (outside strings), stopping once it
+/// passes `limit`: checked before parsing, so hostile input cannot nest without bound.
+fn nesting_over(bytes: &[u8], limit: u32) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0u32, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 fn decode(json: &Value, depth: u32) -> Result<LuaValue, JsonError> {
@@ -187,7 +229,7 @@ fn decode(json: &Value, depth: u32) -> Result<LuaValue, JsonError> {
         Value::Bool(b) => LuaValue::Bool(*b),
         Value::Number(n) => {
             let text = n.to_string();
-            LuaValue::Number(parse_number(&text).ok_or(JsonError::Number(text))?)
+            LuaValue::Number(parse_number(&text, false).ok_or(JsonError::Number(text))?)
         }
         Value::String(s) => LuaValue::Str(s.as_bytes().to_vec()),
         Value::Array(items) => {
@@ -207,7 +249,7 @@ fn decode(json: &Value, depth: u32) -> Result<LuaValue, JsonError> {
                 match tag.as_str() {
                     BYTES => return Ok(LuaValue::Str(unhex(text)?)),
                     NUM => {
-                        return parse_number(text)
+                        return parse_number(text, true)
                             .map(LuaValue::Number)
                             .ok_or_else(|| JsonError::Number(text.clone()));
                     }
