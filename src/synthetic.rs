@@ -7,7 +7,7 @@
 //! Log lines repeat from a pool of distinct lines so that even a 100 MB file stays under Lua
 //! 5.1's limit of 262,143 distinct constants (the reference loader must be able to load it).
 
-use crate::lua::{Indent, Layout, LineEnding};
+use crate::lua::{Indent, Layout};
 
 /// A small deterministic generator (SplitMix64).
 struct Rng(u64);
@@ -59,10 +59,8 @@ impl Out {
             }
         }
         self.buf.push_str(text);
-        self.buf.push_str(match self.layout.line_ending {
-            LineEnding::Lf => "\n",
-            LineEnding::CrLf => "\r\n",
-        });
+        self.buf
+            .push_str(std::str::from_utf8(self.layout.line_ending.as_bytes()).unwrap_or("\n"));
     }
 
     fn item(&mut self, depth: usize, value: &str, index: usize) {
@@ -243,6 +241,7 @@ pub fn guildhelper_file(target_bytes: usize, layout: Layout) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lua::LineEnding;
     use crate::lua::{Kind, parse};
 
     #[test]

@@ -689,7 +689,7 @@ fn names_with_spaces_and_hash_and_crlf_files() {
     copy_dir(&t.account("ALPHA"), &accounts.join("My Main#1"));
     copy_dir(&t.account("BRAVO"), &accounts.join("Alt Account"));
     let alt = accounts.join("Alt Account/SavedVariables/GuildHelper.lua");
-    let lf = std::fs::read_to_string(&alt).unwrap();
+    let lf = std::fs::read_to_string(&alt).unwrap().replace("\r\n", "\n");
     std::fs::write(&alt, lf.replace('\n', "\r\n")).unwrap();
     t.svsync()
         .args(["merge", "My Main#1", "Alt Account", "--wtf"])
@@ -706,4 +706,36 @@ fn names_with_spaces_and_hash_and_crlf_files() {
     // BRAVO's layout: ALPHA's news arrive as flat array items.
     assert!(String::from_utf8_lossy(&merged).contains("[\"id\"] = \"202501051930127731\",\r\n"));
     t.svsync().arg("validate").arg(&alt).assert().success();
+}
+
+/// Files written with old-Mac CR line endings, or LF-CR: what svsync splices in uses the same.
+#[test]
+fn cr_only_and_lf_cr_files_keep_their_line_endings() {
+    for (name, eol) in [("CR", "\r"), ("LFCR", "\n\r")] {
+        let t = Tree::new();
+        let bravo = std::fs::read_to_string(t.file("BRAVO"))
+            .unwrap()
+            .replace("\r\n", "\n");
+        std::fs::write(t.file("BRAVO"), bravo.replace('\n', eol)).unwrap();
+        t.svsync()
+            .arg("merge")
+            .arg(t.account("ALPHA"))
+            .arg(t.account("BRAVO"))
+            .assert()
+            .success();
+        let merged = std::fs::read(t.file("BRAVO")).unwrap();
+        let text = String::from_utf8_lossy(&merged);
+        let other = text.replace(eol, "");
+        assert!(
+            !other.contains('\n') && !other.contains('\r'),
+            "{name}: another line ending was spliced in"
+        );
+        assert!(text.contains("202501051930127731"), "{name}");
+        t.svsync()
+            .arg("validate")
+            .arg(t.file("BRAVO"))
+            .assert()
+            .success();
+        crate::support::lua51_globals(&merged).unwrap();
+    }
 }

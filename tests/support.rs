@@ -38,16 +38,32 @@ pub fn broken_files() -> Vec<PathBuf> {
 
 pub type Globals = BTreeMap<Vec<u8>, LuaValue>;
 
+/// Runs `src` as the standalone `lua5.1 FILE` does: compiled inside one C call (there,
+/// `lua_cpcall`; here `loadstring` called from a chunk), which costs one syntax level, so the
+/// vendored Lua accepts exactly what `lua5.1 FILE` accepts. Then runs it in `env`.
+pub fn lua51_load(lua: &Lua, src: &[u8], env: &mlua::Table) -> Result<(), String> {
+    let loader = lua
+        .load(
+            "local src, env = ...\n\
+             local f, err = loadstring(src, '=file')\n\
+             if not f then error(err, 0) end\n\
+             setfenv(f, env)\n\
+             f()",
+        )
+        .set_mode(ChunkMode::Text)
+        .into_function()
+        .map_err(|e| e.to_string())?;
+    let src = lua.create_string(src).map_err(|e| e.to_string())?;
+    loader
+        .call::<()>((src, env.clone()))
+        .map_err(|e| e.to_string())
+}
+
 /// What a real Lua 5.1 holds after running `src` in an empty environment, as the game does.
 pub fn lua51_globals(src: &[u8]) -> Result<Globals, String> {
     let lua = Lua::new();
     let env = lua.create_table().map_err(|e| e.to_string())?;
-    lua.load(src)
-        .set_name("=file")
-        .set_mode(ChunkMode::Text)
-        .set_environment(env.clone())
-        .exec()
-        .map_err(|e| e.to_string())?;
+    lua51_load(&lua, src, &env)?;
     let mut out = Globals::new();
     for pair in env.pairs::<mlua::Value, mlua::Value>() {
         let (k, v) = pair.map_err(|e| e.to_string())?;

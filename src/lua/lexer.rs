@@ -425,14 +425,20 @@ impl<'a> Lexer<'a> {
         }
         let text = &src[start..i];
         if !is_valid_numeral(text) {
-            return Err(ParseError::new(
-                start,
-                ErrorCode::MalformedNumber,
+            let shown = String::from_utf8_lossy(text);
+            let hex_float = text.len() > 2
+                && text[..2].eq_ignore_ascii_case(b"0x")
+                && text.iter().any(|&b| b == b'p' || b == b'P' || b == b'.');
+            let message = if hex_float {
                 format!(
-                    "`{}` is not a number Lua can read",
-                    String::from_utf8_lossy(text)
-                ),
-            ));
+                    "`{shown}` is a hexadecimal number with a fraction or exponent: Lua 5.1 reads \
+                     it only where the C library does (it is not Lua 5.1's own syntax), so the \
+                     game may not; svsync does not accept it"
+                )
+            } else {
+                format!("`{shown}` is not a number Lua can read")
+            };
+            return Err(ParseError::new(start, ErrorCode::MalformedNumber, message));
         }
         self.pos = i;
         Ok(Token {

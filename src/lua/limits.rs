@@ -27,9 +27,15 @@ const MAX_INDEX_RK: u32 = 255;
 /// `LFIELDS_PER_FLUSH`: array items a constructor holds in registers before storing them.
 pub const FIELDS_PER_FLUSH: u32 = 50;
 
+/// C calls on the stack when the game's loader parses a file. The standalone `lua5.1 FILE`
+/// parses inside one (`lua_cpcall`), which costs one syntax level; the game's own loader is
+/// unknown, so the reader assumes at least that much and accepts only what `lua5.1 FILE` loads.
+pub const LOADER_C_LEVELS: u32 = 1;
+
 /// Deepest table nesting whose tables may hold values: `X = {` is depth 1, and the parse level
-/// of a value inside depth `d` is `d + 2` (the chunk and the statement's expression).
-pub const MAX_TABLE_DEPTH: u32 = MAX_SYNTAX_LEVELS - 2;
+/// of a value inside depth `d` is `d + 2` (the chunk and the statement's expression), plus the
+/// loader's C calls.
+pub const MAX_TABLE_DEPTH: u32 = MAX_SYNTAX_LEVELS - 2 - LOADER_C_LEVELS;
 
 /// The reader's own bounds, beyond Lua's.
 #[derive(Debug, Clone, Copy)]

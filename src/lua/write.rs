@@ -19,10 +19,14 @@ pub enum Indent {
     Flat,
 }
 
+/// The line break a file uses. Lua 5.1 counts `\n`, `\r`, `\r\n` and `\n\r` each as one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineEnding {
     Lf,
     CrLf,
+    /// Old Mac style.
+    Cr,
+    LfCr,
 }
 
 impl LineEnding {
@@ -30,6 +34,21 @@ impl LineEnding {
         match self {
             LineEnding::Lf => b"\n",
             LineEnding::CrLf => b"\r\n",
+            LineEnding::Cr => b"\r",
+            LineEnding::LfCr => b"\n\r",
+        }
+    }
+
+    /// The first line break of `src` (LF when there is none).
+    pub fn detect(src: &[u8]) -> LineEnding {
+        match memchr::memchr2(b'\n', b'\r', src) {
+            Some(i) => match (src[i], src.get(i + 1)) {
+                (b'\r', Some(b'\n')) => LineEnding::CrLf,
+                (b'\r', _) => LineEnding::Cr,
+                (_, Some(b'\r')) => LineEnding::LfCr,
+                _ => LineEnding::Lf,
+            },
+            None => LineEnding::Lf,
         }
     }
 }
@@ -55,14 +74,17 @@ impl Layout {
     /// line inside a non-empty table decides the indentation. Files with neither get the
     /// current client's layout.
     pub fn detect(src: &[u8]) -> Layout {
-        let line_ending = match memchr::memchr(b'\n', src) {
-            Some(i) if i > 0 && src[i - 1] == b'\r' => LineEnding::CrLf,
-            _ => LineEnding::Lf,
-        };
+        let line_ending = LineEnding::detect(src);
         let mut indent = Indent::Flat;
         let mut previous_opens = false;
-        for line in src.split(|&b| b == b'\n') {
+        let sep = if line_ending == LineEnding::Cr {
+            b'\r'
+        } else {
+            b'\n'
+        };
+        for line in src.split(|&b| b == sep) {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let line = line.strip_prefix(b"\r").unwrap_or(line);
             if previous_opens {
                 match line.first() {
                     Some(b'\t') => {
@@ -219,6 +241,24 @@ impl Writer<'_> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_line_ending_lua_knows_is_detected() {
+        use super::LineEnding::*;
+        for (src, want) in [
+            (&b"X = {\n}\n"[..], Lf),
+            (b"X = {\r\n}\r\n", CrLf),
+            (b"X = {\r}\r", Cr),
+            (b"X = {\n\r}\n\r", LfCr),
+            (b"X = 1", Lf),
+        ] {
+            assert_eq!(super::LineEnding::detect(src), want);
+        }
+        assert_eq!(
+            super::Layout::detect(b"X = {\r\t[\"a\"] = 1,\r}\r").indent,
+            super::Indent::Tabs
+        );
+    }
+
     use super::*;
 
     fn sample() -> LuaValue {
