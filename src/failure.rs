@@ -57,6 +57,8 @@ pub enum Failure {
         printable_path(.0)
     )]
     OutputExists(PathBuf),
+    #[error("no backup `{}`; `svsync restore ACCOUNT` lists them", crate::text::printable(.0))]
+    NoSuchBackup(String),
     #[error("give at least two accounts to keep in step (or --all --wtf DIR)")]
     TooFewAccounts,
     #[error("--all needs the folder to look in: --all --wtf DIR")]
@@ -185,6 +187,7 @@ impl Failure {
             | Failure::OutputIsAccount { .. }
             | Failure::OutputExists(_)
             | Failure::TooFewAccounts
+            | Failure::NoSuchBackup(_)
             | Failure::AllNeedsWtf
             | Failure::FlavorsMixed { .. }
             | Failure::Simulate(_) => Kind::Usage,

@@ -12,6 +12,7 @@ pub mod merge;
 pub mod model;
 pub mod peer;
 pub mod protocol;
+pub mod restore;
 pub mod set;
 pub mod state;
 pub mod status;

@@ -78,6 +78,58 @@ const KEEP: &[&[&str]] = &[
     &[SAVED_VARIABLES, "characterInfo"],
 ];
 
+/// What a GuildHelper file holds, as this module needs it.
+pub struct Contents {
+    pub shared: Option<Table>,
+    pub remote: Option<Table>,
+    pub summary: Summary,
+}
+
+impl Contents {
+    /// Parses a GuildHelper file (`path` names it in errors).
+    pub fn read(path: &Path, bytes: Vec<u8>) -> Result<Contents, Failure> {
+        let options = ParseOptions {
+            keep: Keep::Paths(KEEP),
+            ..ParseOptions::default()
+        };
+        let parsed = ParsedFile::parse(bytes, &options)
+            .map_err(|e| Failure::open(path, OpenError::Parse(e)))?;
+        let doc = parsed.doc();
+        let data = |e| Failure::Data {
+            path: path.to_path_buf(),
+            problem: DataProblem::Model(e),
+        };
+        let shared = shared_table(doc, SHARED_DATA).map_err(data)?;
+        let remote = shared_table(doc, SHARED_DATA_REMOTE).map_err(data)?;
+        let toons = shared_table(doc, "characterInfo")
+            .ok()
+            .flatten()
+            .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
+            .unwrap_or_default();
+        let summary = Summary {
+            entries: TableName::ALL
+                .into_iter()
+                .map(|t| {
+                    let n = shared
+                        .as_ref()
+                        .and_then(|s| s.get_str(t.as_str()))
+                        .and_then(LuaValue::as_table)
+                        .map_or(0, |t| entries(t).len());
+                    (t, n)
+                })
+                .collect(),
+            toons,
+            remote: remote.is_some(),
+            shared: shared.is_some(),
+        };
+        Ok(Contents {
+            shared,
+            remote,
+            summary,
+        })
+    }
+}
+
 /// An account's file, parsed.
 struct Loaded {
     digest: Digest,
@@ -366,65 +418,25 @@ impl AccountSet {
         let target = self.target;
         let m = &mut self.members[i];
         let digest = m.digest().unwrap_or(Digest(0));
-        let options = ParseOptions {
-            keep: Keep::Paths(KEEP),
-            ..ParseOptions::default()
-        };
-        let parsed = match ParsedFile::parse(bytes, &options) {
-            Ok(p) => p,
-            Err(e) => {
-                m.problem = Some(Failure::open(&m.account.file, OpenError::Parse(e)));
+        let c = match Contents::read(&m.account.file, bytes) {
+            Ok(c) => c,
+            Err(f) => {
+                m.problem = Some(f);
                 return;
             }
-        };
-        let doc = parsed.doc();
-        let tables = shared_table(doc, SHARED_DATA).and_then(|shared| {
-            let remote = shared_table(doc, SHARED_DATA_REMOTE)?;
-            Ok((shared, remote))
-        });
-        let (shared, remote) = match tables {
-            Ok(t) => t,
-            Err(e) => {
-                m.problem = Some(Failure::Data {
-                    path: m.account.file.clone(),
-                    problem: DataProblem::Model(e),
-                });
-                return;
-            }
-        };
-        let toons = shared_table(doc, "characterInfo")
-            .ok()
-            .flatten()
-            .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
-            .unwrap_or_default();
-        let summary = Summary {
-            entries: TableName::ALL
-                .into_iter()
-                .map(|t| {
-                    let n = shared
-                        .as_ref()
-                        .and_then(|s| s.get_str(t.as_str()))
-                        .and_then(LuaValue::as_table)
-                        .map_or(0, |t| entries(t).len());
-                    (t, n)
-                })
-                .collect(),
-            toons,
-            remote: remote.is_some(),
-            shared: shared.is_some(),
         };
         let target_table = match target {
-            Target::SharedData => shared.clone(),
-            Target::SharedDataRemote => remote,
+            Target::SharedData => c.shared.clone(),
+            Target::SharedDataRemote => c.remote,
         };
-        m.summary = Some(summary.clone());
+        m.summary = Some(c.summary.clone());
         m.loaded = Some(Loaded {
             digest,
-            shared,
+            shared: c.shared,
             target: target_table,
             source: None,
         });
-        self.summaries.insert(digest, summary);
+        self.summaries.insert(digest, c.summary);
         self.dirty = true;
     }
 

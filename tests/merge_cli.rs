@@ -10,13 +10,13 @@ use serde_json::Value;
 
 use crate::support::testdata;
 
-struct Tree {
-    dir: tempfile::TempDir,
+pub struct Tree {
+    pub dir: tempfile::TempDir,
 }
 
 impl Tree {
     /// A WoW folder with the sample accounts in `_retail_`.
-    fn new() -> Tree {
+    pub fn new() -> Tree {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(
             &testdata().join("WTF"),
@@ -25,30 +25,30 @@ impl Tree {
         Tree { dir }
     }
 
-    fn wtf(&self) -> PathBuf {
+    pub fn wtf(&self) -> PathBuf {
         self.dir.path().join("World of Warcraft/_retail_/WTF")
     }
 
-    fn account(&self, name: &str) -> PathBuf {
+    pub fn account(&self, name: &str) -> PathBuf {
         self.wtf().join("Account").join(name)
     }
 
-    fn file(&self, name: &str) -> PathBuf {
+    pub fn file(&self, name: &str) -> PathBuf {
         self.account(name).join("SavedVariables/GuildHelper.lua")
     }
 
-    fn state(&self) -> PathBuf {
+    pub fn state(&self) -> PathBuf {
         self.dir.path().join("state dir")
     }
 
-    fn svsync(&self) -> Command {
+    pub fn svsync(&self) -> Command {
         let mut c = Command::cargo_bin("svsync").unwrap();
         c.env("SVSYNC_STATE_DIR", self.state());
         c
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
@@ -61,15 +61,15 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn stdout(out: &std::process::Output) -> String {
+pub fn stdout(out: &std::process::Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
-fn stderr(out: &std::process::Output) -> String {
+pub fn stderr(out: &std::process::Output) -> String {
     String::from_utf8(out.stderr.clone()).unwrap()
 }
 
-fn backups(file: &Path) -> Vec<PathBuf> {
+pub fn backups(file: &Path) -> Vec<PathBuf> {
     svsync::fsio::write::backups(file)
 }
 

@@ -9,6 +9,7 @@ mod lua_limits;
 mod lua_reference;
 mod merge_cli;
 mod merge_samples;
+mod safety_cli;
 mod set_cli;
 mod simulation;
 mod validate_cli;

@@ -324,3 +324,47 @@ impl StatusDoc {
         }
     }
 }
+
+/// `svsync restore ACCOUNT --json`: the backups.
+#[derive(Debug, Serialize)]
+pub struct RestoreListDoc {
+    pub account: String,
+    pub file: String,
+    pub backups: Vec<BackupJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BackupJson {
+    pub path: String,
+    pub time: String,
+    pub size: u64,
+    pub original: bool,
+    pub entries: Option<Map<String, Value>>,
+    pub error: Option<String>,
+}
+
+impl From<&svsync::restore::Backup> for BackupJson {
+    fn from(b: &svsync::restore::Backup) -> Self {
+        BackupJson {
+            path: b.path.display().to_string(),
+            time: utc_text(b.made),
+            size: b.size,
+            original: b.original,
+            entries: b.summary.as_ref().ok().map(|s| {
+                s.entries
+                    .iter()
+                    .map(|(t, n)| (t.to_string(), Value::from(*n)))
+                    .collect()
+            }),
+            error: b.summary.as_ref().err().cloned(),
+        }
+    }
+}
+
+/// `svsync restore ACCOUNT BACKUP --json`.
+#[derive(Debug, Serialize)]
+pub struct RestoredDoc {
+    pub restored: String,
+    pub file: String,
+    pub backup_of_current: Option<String>,
+}

@@ -5,6 +5,7 @@ mod exit;
 mod game;
 mod json;
 mod merge;
+mod restore;
 mod sessions;
 mod status;
 mod validate;
@@ -62,6 +63,18 @@ Examples:
   svsync merge ALPHA BRAVO --wtf WTF --target sharedData --json
   svsync merge A/GuildHelper.lua B/GuildHelper.lua --output merged.lua")]
     Merge(merge::MergeArgs),
+    /// List the backups svsync kept of an account's file, or put one back.
+    #[command(after_help = "\
+Every time svsync writes an account's GuildHelper.lua it keeps the previous file beside it
+(GuildHelper.lua.svsync-<time>.bak): the oldest one (the file before svsync first wrote it) is
+always kept, and so are the 5 most recent and those of the last 24 hours (at most 20).
+Restoring keeps the file it replaces as a backup too.
+
+Examples:
+  svsync restore MYALT --wtf \"C:\\Program Files (x86)\\World of Warcraft\\_retail_\"
+  svsync restore MYALT 1 --wtf \"C:\\Program Files (x86)\\World of Warcraft\\_retail_\"
+  svsync restore WTF/Account/MYALT --json")]
+    Restore(restore::RestoreArgs),
     /// List or reset the tracked sync sessions.
     #[command(after_help = "\
 Examples:
@@ -122,6 +135,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Merge(args) => merge::run_merge(args),
         Command::Sessions(args) => sessions::run(args),
+        Command::Restore(args) => restore::run(args),
         Command::Status(args) => status::run(args),
         Command::Watch(args) => watch::run_watch(args),
         Command::Sync(args) => watch::run_sync(args),
