@@ -6,6 +6,7 @@
 //! carrier decides how long an answer may take ([`Transport::timing`]): milliseconds in memory,
 //! seconds or minutes through a folder that a sync engine carries between PCs.
 
+pub mod mailbox;
 pub mod sim;
 pub mod testing;
 
@@ -27,6 +28,11 @@ pub enum TransportError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{} is not an svsync mailbox; prepare it once with `svsync mailbox init DIR --key-file FILE`",
+        crate::text::printable_path(.0)
+    )]
+    NotAMailbox(std::path::PathBuf),
 }
 
 /// How peers exchange messages.

@@ -1,0 +1,170 @@
+use super::*;
+use crate::protocol::wire::{Message, SessionId};
+
+fn config(state: &Path, name: &str, key: &GroupKey) -> MailboxConfig {
+    MailboxConfig {
+        key: key.clone(),
+        name: name.into(),
+        state: StateStore::Dir(state.join(name)),
+        timing: Timing::default(),
+    }
+}
+
+fn pair() -> (tempfile::TempDir, Mailbox, Mailbox, GroupKey) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("mailbox");
+    let key = GroupKey::new([3u8; 32]);
+    init(&dir, &key).unwrap();
+    let mut a = Mailbox::open(&dir, config(tmp.path(), "pc-one", &key)).unwrap();
+    let mut b = Mailbox::open(&dir, config(tmp.path(), "pc-two", &key)).unwrap();
+    a.add_local("MAIN", "local:/a/GuildHelper.lua");
+    b.add_local("ALT", "local:/b/GuildHelper.lua");
+    (tmp, a, b, key)
+}
+
+fn msg(n: u32) -> Vec<u8> {
+    Message::SyncComplete {
+        sid: SessionId(n),
+        written: true,
+    }
+    .encode()
+}
+
+#[test]
+fn a_flight_reaches_the_other_peer_once_with_both_addresses() {
+    let (_tmp, mut a, mut b, _) = pair();
+    let to = remote_addr(b.id(), "ALT");
+    a.send("local:/a/GuildHelper.lua", &to, vec![msg(1), msg(2)])
+        .unwrap();
+    a.flush().unwrap();
+    assert_eq!(a.written, 1);
+    let got = b.recv().unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].from, remote_addr(a.id(), "MAIN"));
+    assert_eq!(got[0].to, "local:/b/GuildHelper.lua");
+    assert_eq!(got[1].bytes, msg(2));
+    // Read once: a second look finds nothing new.
+    assert!(b.recv().unwrap().is_empty());
+    assert_eq!(b.peers()[a.id()].name, "pc-one");
+}
+
+#[test]
+fn presence_names_the_accounts_and_acks_let_the_writer_clean_up() {
+    let (_tmp, mut a, mut b, _) = pair();
+    a.announce(&[("MAIN".into(), "Heretanky-Velen".into())]);
+    let to = remote_addr(b.id(), "ALT");
+    a.send("local:/a/GuildHelper.lua", &to, vec![msg(1)])
+        .unwrap();
+    a.flush().unwrap();
+    assert_eq!(a.written, 2);
+    b.recv().unwrap();
+    assert_eq!(
+        b.peers()[a.id()].accounts.get("MAIN").map(String::as_str),
+        Some("Heretanky-Velen")
+    );
+    // B's next flight carries its acknowledgement; A deletes what B has read.
+    b.send(
+        "local:/b/GuildHelper.lua",
+        &remote_addr(a.id(), "MAIN"),
+        vec![msg(3)],
+    )
+    .unwrap();
+    b.flush().unwrap();
+    a.recv().unwrap();
+    let id = a.id().to_string();
+    assert_eq!(list_flights(a.folder(), &id).len(), 2);
+    assert_eq!(
+        a.clean().unwrap(),
+        1,
+        "the addressed flight, not the heartbeat"
+    );
+    assert_eq!(list_flights(a.folder(), &id).len(), 1);
+}
+
+#[test]
+fn a_restarted_peer_neither_rereads_nor_reuses_sequence_numbers() {
+    let (tmp, mut a, mut b, key) = pair();
+    let to = remote_addr(b.id(), "ALT");
+    a.send("local:/a/GuildHelper.lua", &to, vec![msg(1)])
+        .unwrap();
+    a.flush().unwrap();
+    assert_eq!(b.recv().unwrap().len(), 1);
+    let dir = tmp.path().join("mailbox");
+    let mut b2 = Mailbox::open(&dir, config(tmp.path(), "pc-two", &key)).unwrap();
+    b2.add_local("ALT", "local:/b/GuildHelper.lua");
+    assert_eq!(b2.id(), b.id());
+    assert!(b2.recv().unwrap().is_empty());
+    // A loses its state: its next file still gets a new number.
+    std::fs::remove_dir_all(tmp.path().join("pc-one")).unwrap();
+    let mut a2 = Mailbox::open(&dir, config(tmp.path(), "pc-one", &key)).unwrap();
+    a2.add_local("MAIN", "local:/a/GuildHelper.lua");
+    assert_ne!(a2.id(), a.id(), "a new state is a new peer");
+    let _ = &mut a2;
+}
+
+#[test]
+fn files_that_are_not_the_groups_flights_are_ignored_and_told_once() {
+    let (tmp, mut a, mut b, _) = pair();
+    let dir = tmp.path().join("mailbox");
+    let outbox = dir.join(a.id());
+    std::fs::create_dir_all(&outbox).unwrap();
+    // A flight from outside the group, dropped into A's folder.
+    let stranger = GroupKey::new([9u8; 32]);
+    let forged = Flight {
+        from: a.id().to_string(),
+        name: "evil".into(),
+        seq: 50,
+        to: b.id().to_string(),
+        time: 0,
+        acks: Vec::new(),
+        letters: vec![Letter {
+            from: "MAIN".into(),
+            to: "ALT".into(),
+            bytes: msg(9),
+        }],
+    };
+    std::fs::write(outbox.join("0000000050.msgs"), forged.encode(&stranger)).unwrap();
+    // Sync engines' side files, and junk.
+    for name in [
+        ".syncthing.0000000051.msgs.tmp",
+        "0000000052.sync-conflict-20261201-101010-ABCDEFG.msgs",
+        "~syncthing~0000000053.msgs.tmp",
+        ".part-0000000054",
+        "notes.txt",
+    ] {
+        std::fs::write(outbox.join(name), b"junk").unwrap();
+    }
+    // A real flight, replayed under another number.
+    let to = remote_addr(b.id(), "ALT");
+    a.send("local:/a/GuildHelper.lua", &to, vec![msg(1)])
+        .unwrap();
+    a.flush().unwrap();
+    let real = list_flights(a.folder(), a.id())
+        .into_iter()
+        .find(|(s, _)| *s != 50)
+        .unwrap();
+    std::fs::copy(dir.join(&real.1), outbox.join("0000000060.msgs")).unwrap();
+    let got = b.recv().unwrap();
+    assert_eq!(got.len(), 1, "only the real flight, once");
+    let notices = b.take_notices();
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert!(notices.iter().any(|n| matches!(
+        n,
+        Notice::Ignored {
+            why: FlightError::Unauthenticated,
+            ..
+        }
+    )));
+    assert!(b.recv().unwrap().is_empty());
+    assert!(b.take_notices().is_empty(), "told once");
+}
+
+#[test]
+fn a_folder_that_is_not_a_mailbox_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = GroupKey::new([3u8; 32]);
+    assert!(matches!(
+        Mailbox::open(tmp.path(), config(tmp.path(), "x", &key)),
+        Err(TransportError::NotAMailbox(_))
+    ));
+}
