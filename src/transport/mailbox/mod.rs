@@ -114,7 +114,10 @@ impl Folder for OsFolder {
 /// A PC's copy of the folder in memory, shared by clones. The simulation's carrier copies
 /// files between such copies, late, twice, out of order, or not at all.
 #[derive(Debug, Clone, Default)]
-pub struct MemFolder(std::rc::Rc<std::cell::RefCell<BTreeMap<String, (Vec<u8>, Millis)>>>);
+pub struct MemFolder(std::rc::Rc<std::cell::RefCell<MemFiles>>);
+
+/// Files of a folder in memory: path, bytes and time.
+type MemFiles = BTreeMap<String, (Vec<u8>, Millis)>;
 
 impl MemFolder {
     pub fn new() -> MemFolder {
