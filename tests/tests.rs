@@ -4,6 +4,7 @@
 mod support;
 
 mod addon_expectations;
+mod group;
 mod lua_edge_cases;
 mod lua_limits;
 mod lua_reference;

@@ -35,6 +35,8 @@ struct MemFile {
     opened: Option<u64>,
     /// svsync's writes.
     writes: u64,
+    /// svsync's writes of the bytes the file held already (each one a defect).
+    pointless: u64,
 }
 
 /// An account's file in memory, shared by clones (it outlives a receiver that restarts).
@@ -56,6 +58,11 @@ impl MemAccount {
     /// How many times svsync wrote the file.
     pub fn writes(&self) -> u64 {
         self.0.borrow().writes
+    }
+
+    /// How many times svsync wrote the bytes the file held already.
+    pub fn pointless_writes(&self) -> u64 {
+        self.0.borrow().pointless
     }
 
     /// The game saves the file (svsync must not overwrite it).
@@ -85,6 +92,9 @@ impl AccountIo for MemAccount {
         };
         if opened != Some(f.version) {
             return Err(Failure::Write(WriteError::Changed(self.path().into())));
+        }
+        if f.bytes == bytes {
+            f.pointless += 1;
         }
         f.bytes = bytes.to_vec();
         f.version += 1;
@@ -307,5 +317,384 @@ impl Harness {
             let _ = self.link.recv();
         }
         let _ = self.link.recv();
+    }
+}
+
+/// A group of PCs for the simulation: each with one account, its own copy of the shared folder
+/// and its own state, all in memory; a carrier copies files between the copies.
+pub mod group {
+    use std::cell::{Cell, RefCell};
+    use std::cmp::Reverse;
+    use std::collections::{BTreeMap, BinaryHeap};
+    use std::rc::Rc;
+
+    use crate::model::Target;
+    use crate::protocol::receiver::Endpoint;
+    use crate::protocol::session::PeerInfo;
+    use crate::protocol::{Millis, Timing};
+    use crate::state::{MemStore, Store};
+    use crate::transport::Clock;
+    use crate::transport::mailbox::flight::GroupKey;
+    use crate::transport::mailbox::{Folder, Mailbox, MailboxConfig, MemFolder, StateStore};
+    use crate::transport::sim::Rng;
+
+    use super::super::group::{Node, NodeEvent, SETTLE_MS};
+    use super::super::log::Log;
+    use super::super::receiver::ReceiverDriver;
+    use super::MemAccount;
+
+    /// How the carrier behaves.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Carrier {
+        /// Usual delay of a file from one PC to another (ms): uniform in `[min, max]`.
+        pub min_delay: Millis,
+        pub max_delay: Millis,
+        /// Chance that a file arrives hours late.
+        pub late: f64,
+        /// Chance that a file arrives twice.
+        pub twice: f64,
+        /// Chance that a file never arrives at one PC.
+        pub lost: f64,
+        /// Chance, per delivery, that a stray conflict copy appears beside it.
+        pub conflict: f64,
+    }
+
+    impl Default for Carrier {
+        fn default() -> Self {
+            Carrier {
+                min_delay: 500,
+                max_delay: 5_000,
+                late: 0.0,
+                twice: 0.0,
+                lost: 0.0,
+                conflict: 0.0,
+            }
+        }
+    }
+
+    type Node1 = Node<MemAccount, MemStore, MemFolder>;
+
+    /// One PC.
+    pub struct Pc {
+        pub name: String,
+        pub folder: MemFolder,
+        pub account: MemAccount,
+        pub store: MemStore,
+        state: Rc<RefCell<Option<Vec<u8>>>>,
+        sent: BTreeMap<(String, String), u64>,
+        pub node: Option<Node1>,
+        /// This PC's own files the carrier already shipped (path -> length and time).
+        shipped: BTreeMap<String, (usize, Millis)>,
+        /// Something arrived or changed: the PC's svsync looks at once (as a watcher would).
+        due: Option<Millis>,
+    }
+
+    #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+    enum Delivery {
+        Put(String, Vec<u8>),
+        Delete(String),
+    }
+
+    /// The simulated group.
+    pub struct GroupSim {
+        pub clock: Rc<Cell<Millis>>,
+        pub pcs: Vec<Pc>,
+        carrier: Carrier,
+        key: GroupKey,
+        target: Target,
+        rng: Rng,
+        queue: BinaryHeap<Reverse<(Millis, u64, usize, Delivery)>>,
+        seq: u64,
+        /// Files the carrier moved, and failures the nodes reported.
+        pub deliveries: u64,
+        pub failures: Vec<String>,
+        /// Prints every node event (for debugging a test).
+        pub trace: bool,
+        /// Rounds of the simulation loop so far.
+        pub rounds: u64,
+    }
+
+    fn account_name(i: usize) -> String {
+        format!("ACCOUNT{i:02}")
+    }
+
+    impl GroupSim {
+        /// A group of PCs with these accounts' files, syncing into `target`.
+        pub fn new(files: Vec<Vec<u8>>, target: Target, carrier: Carrier, seed: u64) -> GroupSim {
+            let clock = Rc::new(Cell::new(1_800_000_000_000));
+            let mut sim = GroupSim {
+                clock,
+                pcs: Vec::new(),
+                carrier,
+                key: GroupKey::new([42u8; 32]),
+                target,
+                rng: Rng::new(seed),
+                queue: BinaryHeap::new(),
+                seq: 0,
+                deliveries: 0,
+                failures: Vec::new(),
+                trace: false,
+                rounds: 0,
+            };
+            for (i, bytes) in files.into_iter().enumerate() {
+                let folder = MemFolder::new(Clock::Virtual(Rc::clone(&sim.clock)));
+                sim.pcs.push(Pc {
+                    name: format!("pc{i:02}"),
+                    folder,
+                    account: MemAccount::new(bytes),
+                    store: MemStore::new(),
+                    state: Rc::new(RefCell::new(None)),
+                    sent: BTreeMap::new(),
+                    node: None,
+                    shipped: BTreeMap::new(),
+                    due: Some(0),
+                });
+            }
+            for i in 0..sim.pcs.len() {
+                sim.start(i, seed ^ i as u64);
+            }
+            sim
+        }
+
+        fn info(i: usize) -> PeerInfo {
+            PeerInfo {
+                addr: format!("local:pc{i:02}"),
+                account: account_name(i),
+                toon: String::new(),
+                file: format!("memory/pc{i:02}/GuildHelper.lua"),
+            }
+        }
+
+        /// Starts (or restarts) a PC's svsync from what it made durable.
+        pub fn start(&mut self, i: usize, seed: u64) {
+            let pc = &mut self.pcs[i];
+            let cfg = MailboxConfig {
+                key: self.key.clone(),
+                name: pc.name.clone(),
+                state: StateStore::Memory(Rc::clone(&pc.state)),
+                timing: Timing {
+                    retry_ms: 30_000,
+                    max_retries: 20,
+                },
+                clock: Clock::Virtual(Rc::clone(&self.clock)),
+            };
+            let Ok(mailbox) = Mailbox::with_folder(pc.folder.clone(), cfg) else {
+                self.failures
+                    .push(format!("{}: the mailbox did not open", pc.name));
+                return;
+            };
+            let store = pc.store.clone();
+            let mut node = Node::new(
+                mailbox,
+                self.target,
+                pc.sent.clone(),
+                Box::new(move || store.clone()),
+                Box::new(Log::default),
+                seed,
+            );
+            let loaded = pc.store.clone().load().unwrap_or_default();
+            let receiver = ReceiverDriver::from_loaded(
+                Endpoint {
+                    info: Self::info(i),
+                    target: self.target,
+                },
+                pc.account.clone(),
+                pc.store.clone(),
+                Log::default(),
+                loaded,
+            );
+            node.add_local(&account_name(i), Self::info(i), receiver);
+            pc.node = Some(node);
+            pc.due = Some(0);
+            self.refresh_source(i);
+        }
+
+        /// A PC's svsync stops (its memory is lost; its files and state stay).
+        pub fn stop(&mut self, i: usize) {
+            if let Some(node) = self.pcs[i].node.take() {
+                self.pcs[i].sent = node.sent().clone();
+            }
+        }
+
+        fn refresh_source(&mut self, i: usize) {
+            let pc = &mut self.pcs[i];
+            let bytes = pc.account.bytes();
+            let name = account_name(i);
+            match crate::peer::source::source_of(std::path::Path::new(&name), bytes, &name) {
+                Ok(source) => {
+                    if let Some(node) = pc.node.as_mut() {
+                        node.set_source(0, Rc::new(source));
+                    }
+                }
+                Err(e) => self.failures.push(format!("{}: {e}", pc.name)),
+            }
+        }
+
+        /// The game saves a PC's account with new content.
+        pub fn game_save(&mut self, i: usize, bytes: Vec<u8>) {
+            self.pcs[i].account.game_save(bytes);
+            self.pcs[i].due = Some(0);
+            self.refresh_source(i);
+        }
+
+        /// Ships what changed in PC `i`'s own outbox to the others, with the carrier's faults.
+        fn carry(&mut self, i: usize) {
+            let now = self.clock.get();
+            let Some(node) = &self.pcs[i].node else {
+                // A stopped PC writes nothing new.
+                return;
+            };
+            let files = self.pcs[i].folder.stamps_under(node.mailbox.id());
+            let old = std::mem::take(&mut self.pcs[i].shipped);
+            let mut changes = Vec::new();
+            for (p, stamp) in &files {
+                if old.get(p) != Some(stamp)
+                    && let Some((b, _)) = self.pcs[i].folder.read(p)
+                {
+                    changes.push(Delivery::Put(p.clone(), b));
+                }
+            }
+            for p in old.keys() {
+                if !files.contains_key(p) {
+                    changes.push(Delivery::Delete(p.clone()));
+                }
+            }
+            self.pcs[i].shipped = files;
+            for change in changes {
+                for to in 0..self.pcs.len() {
+                    if to == i || self.rng.chance(self.carrier.lost) {
+                        continue;
+                    }
+                    let c = self.carrier;
+                    let mut at = now + c.min_delay + self.rng.below(c.max_delay - c.min_delay + 1);
+                    if self.rng.chance(c.late) {
+                        at += 3_600_000 + self.rng.below(3 * 3_600_000);
+                    }
+                    let copies = if self.rng.chance(c.twice) { 2 } else { 1 };
+                    for n in 0..copies {
+                        self.seq += 1;
+                        let d = match &change {
+                            Delivery::Put(p, b) => Delivery::Put(p.clone(), b.clone()),
+                            Delivery::Delete(p) => Delivery::Delete(p.clone()),
+                        };
+                        self.queue.push(Reverse((at + n * 7_000, self.seq, to, d)));
+                    }
+                }
+            }
+        }
+
+        fn deliver_due(&mut self) {
+            let now = self.clock.get();
+            while self
+                .queue
+                .peek()
+                .is_some_and(|Reverse((at, ..))| *at <= now)
+            {
+                let Some(Reverse((_, _, to, d))) = self.queue.pop() else {
+                    break;
+                };
+                // Files that arrive together are read together, as a watcher would.
+                let due = &mut self.pcs[to].due;
+                *due = Some(due.unwrap_or(Millis::MAX).min(now + SETTLE_MS));
+                let folder = &self.pcs[to].folder;
+                match d {
+                    Delivery::Put(p, b) => {
+                        if !p.contains(".sync-conflict-") && self.rng.chance(self.carrier.conflict)
+                        {
+                            // An engine's conflict copy appears on every device, the writer's too.
+                            let stray =
+                                p.replace(".msgs", ".sync-conflict-20261201-010101-ABC.msgs");
+                            folder.put(&stray, b"junk".to_vec(), now);
+                            if let Some(owner) = self.pcs.iter().position(|pc| {
+                                pc.node
+                                    .as_ref()
+                                    .is_some_and(|n| p.starts_with(&format!("{}/", n.mailbox.id())))
+                            }) {
+                                self.pcs[owner].folder.put(&stray, b"junk".to_vec(), now);
+                            }
+                        }
+                        folder.put(&p, b, now);
+                    }
+                    Delivery::Delete(p) => folder.delete(&p),
+                }
+                self.deliveries += 1;
+            }
+        }
+
+        /// Runs until `until` (virtual time), or until nothing is left to happen.
+        pub fn run_until(&mut self, until: Millis) {
+            loop {
+                self.rounds += 1;
+                self.deliver_due();
+                let now = self.clock.get();
+                for i in 0..self.pcs.len() {
+                    let pc = &mut self.pcs[i];
+                    let due = pc.due.is_some_and(|d| d <= now);
+                    let events = match pc.node.as_mut() {
+                        Some(node) if due || node.deadline().is_some_and(|d| d <= now) => {
+                            pc.due = None;
+                            node.step();
+                            node.take_events()
+                        }
+                        _ => continue,
+                    };
+                    for e in events {
+                        if self.trace {
+                            eprintln!("{} pc{i:02} {e:?}", self.clock.get());
+                        }
+                        match e {
+                            NodeEvent::Received { written: true, .. } => self.refresh_source(i),
+                            NodeEvent::Failed(f) => self.failures.push(format!("pc{i:02}: {f}")),
+                            _ => {}
+                        }
+                    }
+                    self.carry(i);
+                }
+                let next_delivery = self.queue.peek().map(|Reverse((at, ..))| *at);
+                let next_node = self
+                    .pcs
+                    .iter()
+                    .filter_map(|p| {
+                        let node = p.node.as_ref()?;
+                        [node.deadline(), p.due].into_iter().flatten().min()
+                    })
+                    .min();
+                let next = [next_delivery, next_node]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .unwrap_or(until)
+                    .max(now + 1);
+                if next > until {
+                    self.clock.set(until);
+                    return;
+                }
+                self.clock.set(next);
+            }
+        }
+
+        /// Whether every PC's syncs are done (nothing being sent) and the carrier is empty.
+        pub fn is_quiet(&self) -> bool {
+            self.pcs.iter().all(|p| {
+                p.node
+                    .as_ref()
+                    .is_some_and(|n| n.sending() == 0 && !n.is_receiving(0))
+            })
+        }
+
+        /// Writes of the accounts' files so far.
+        pub fn writes(&self) -> Vec<u64> {
+            self.pcs.iter().map(|p| p.account.writes()).collect()
+        }
+
+        pub fn now(&self) -> Millis {
+            self.clock.get()
+        }
+    }
+
+    impl Pc {
+        pub fn folder_files(&self) -> usize {
+            self.folder.len()
+        }
     }
 }

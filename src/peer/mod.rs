@@ -8,6 +8,7 @@
 //! - [`pair`]: the one-shot `merge`: a sender and a receiver over a link in memory.
 //! - [`harness`]: the deterministic simulation used by the tests (no files, simulated time).
 
+pub mod group;
 pub mod harness;
 pub mod log;
 pub mod pair;

@@ -214,6 +214,11 @@ impl Receiver {
         &self.sessions
     }
 
+    /// Whether a session is being received now (opened and not committed).
+    pub fn is_in_session(&self) -> bool {
+        self.opening.is_some() || self.active.as_ref().is_some_and(|a| a.committed.is_none())
+    }
+
     /// The next thing for the driver.
     pub fn poll(&mut self) -> Option<RxOut> {
         self.out.pop_front()

@@ -12,6 +12,24 @@ pub mod testing;
 
 use crate::protocol::{Millis, Timing};
 
+/// Where a transport's time comes from: the system's clock, or a virtual one that a simulation
+/// moves.
+#[derive(Debug, Clone, Default)]
+pub enum Clock {
+    #[default]
+    System,
+    Virtual(std::rc::Rc<std::cell::Cell<Millis>>),
+}
+
+impl Clock {
+    pub fn now(&self) -> Millis {
+        match self {
+            Clock::System => crate::time::now_ms(),
+            Clock::Virtual(c) => c.get(),
+        }
+    }
+}
+
 /// A message as it arrived, with the addresses of its two ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {

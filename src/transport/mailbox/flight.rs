@@ -5,11 +5,11 @@
 //! from <peer id>
 //! name <peer name, %-escaped>
 //! seq <sequence number, 10 digits>
-//! to <peer id, or *>
+//! to <peer id> <peer id> ...   (the peers it has letters for; `*`: everyone)
 //! time <milliseconds since the Unix epoch>
 //! ack <peer id>=<seq> <peer id>=<seq> ...
 //! messages <count>
-//! <length> <from account> <to account>      (names %-escaped; `*` for everyone)
+//! <length> <from account> <to peer id> <to account>   (names %-escaped; `*`: everyone)
 //! <length bytes of the message>
 //! ...
 //! end <byte length before this line> <CRC-32, 8 hex> <HMAC-SHA256, 64 hex>
@@ -106,22 +106,27 @@ impl GroupKey {
     }
 }
 
-/// One message of a flight: who sent it and to whom (account names; `*`: every account).
+/// One message of a flight: who sent it and to whom (account names; the addressee's peer id;
+/// `*` for both: every account of every peer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Letter {
     pub from: String,
+    pub peer: String,
     pub to: String,
     pub bytes: Vec<u8>,
 }
 
-/// A flight: everything one peer sent to one peer (or everyone) before it waited.
+/// The most peers one flight is addressed to.
+pub const MAX_ADDRESSEES: usize = 1024;
+
+/// A flight: everything one peer sent before it waited, to the peers it names (or everyone).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flight {
     pub from: String,
     pub name: String,
     pub seq: u64,
-    /// A peer id, or `*` for everyone.
-    pub to: String,
+    /// The peers it has letters for (sorted, no repeats), or `["*"]` for everyone.
+    pub to: Vec<String>,
     pub time: u64,
     /// The highest sequence number this peer has read from each other peer.
     pub acks: Vec<(String, u64)>,
@@ -187,7 +192,7 @@ impl Flight {
         let _ = writeln!(s, "from {}", self.from);
         let _ = writeln!(s, "name {}", escape(&self.name));
         let _ = writeln!(s, "seq {:010}", self.seq);
-        let _ = writeln!(s, "to {}", self.to);
+        let _ = writeln!(s, "to {}", self.to.join(" "));
         let _ = writeln!(s, "time {}", self.time);
         s.push_str("ack");
         for (peer, seq) in &self.acks {
@@ -198,7 +203,14 @@ impl Flight {
         let mut out = s.into_bytes();
         for l in &self.letters {
             out.extend_from_slice(
-                format!("{} {} {}\n", l.bytes.len(), escape(&l.from), escape(&l.to)).as_bytes(),
+                format!(
+                    "{} {} {} {}\n",
+                    l.bytes.len(),
+                    escape(&l.from),
+                    l.peer,
+                    escape(&l.to)
+                )
+                .as_bytes(),
             );
             out.extend_from_slice(&l.bytes);
             out.push(b'\n');
@@ -239,6 +251,9 @@ impl Flight {
             || len.parse::<usize>().ok() != Some(body.len())
             || u32::from_str_radix(crc, 16).ok() != Some(crc32fast::hash(body))
             || tag.len() != 64
+            // One spelling only (lower-case hex, no signs): the trailer is exactly as written.
+            || end != format!("end {} {:08x} {}\n", body.len(), crc32fast::hash(body), tag)
+            || tag.bytes().any(|b| !matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         {
             return Err(FlightError::Incomplete);
         }
@@ -289,11 +304,21 @@ fn parse_body(body: &[u8]) -> Result<Flight, FlightError> {
         .filter(|s| s.len() == 10 && s.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|s| s.parse().ok())
         .ok_or(FlightError::Malformed("seq"))?;
-    let to = line("to")?
+    let to_line = line("to")?
         .strip_prefix("to ")
-        .filter(|p| *p == "*" || is_peer_id(p))
-        .ok_or(FlightError::Malformed("to"))?
-        .to_string();
+        .ok_or(FlightError::Malformed("to"))?;
+    let to: Vec<String> = if to_line == "*" {
+        vec!["*".to_string()]
+    } else {
+        let mut to = Vec::new();
+        for p in to_line.split(' ') {
+            if !is_peer_id(p) || to.len() >= MAX_ADDRESSEES {
+                return Err(FlightError::Malformed("to"));
+            }
+            to.push(p.to_string());
+        }
+        to
+    };
     let time = line("time")?
         .strip_prefix("time ")
         .and_then(|t| t.parse().ok())
@@ -325,16 +350,23 @@ fn parse_body(body: &[u8]) -> Result<Flight, FlightError> {
         let head = std::str::from_utf8(&rest[..n]).map_err(|_| FlightError::Malformed("letter"))?;
         at += n + 1;
         let mut f = head.split(' ');
-        let (Some(len), Some(from), Some(to), None) = (f.next(), f.next(), f.next(), f.next())
+        let (Some(len), Some(from), Some(peer), Some(account), None) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
         else {
             return Err(FlightError::Malformed("letter"));
         };
+        // A letter goes to everyone, or to one of the peers the flight names.
+        let everyone = peer == "*" && account == "*" && to_line == "*";
+        let listed = is_peer_id(peer) && to.iter().any(|p| p == peer);
+        if !everyone && !listed {
+            return Err(FlightError::Malformed("letter"));
+        }
         let len: usize = len
             .parse()
             .ok()
             .filter(|l| *l <= MAX_MESSAGE)
             .ok_or(FlightError::Malformed("letter"))?;
-        let (Some(from), Some(to)) = (unescape(from), unescape(to)) else {
+        let (Some(from), Some(account)) = (unescape(from), unescape(account)) else {
             return Err(FlightError::Malformed("letter"));
         };
         let bytes = body
@@ -346,7 +378,12 @@ fn parse_body(body: &[u8]) -> Result<Flight, FlightError> {
             return Err(FlightError::Malformed("letter"));
         }
         at += 1;
-        letters.push(Letter { from, to, bytes });
+        letters.push(Letter {
+            from,
+            peer: peer.to_string(),
+            to: account,
+            bytes,
+        });
     }
     if at != body.len() {
         return Err(FlightError::Malformed("trailing bytes"));
@@ -377,17 +414,19 @@ mod tests {
             from: "0123456789abcdef".into(),
             name: "Jo's PC".into(),
             seq: 42,
-            to: "*".into(),
+            to: vec!["fedcba9876543210".into()],
             time: 1_764_059_696_123,
             acks: vec![("fedcba9876543210".into(), 7)],
             letters: vec![
                 Letter {
                     from: "MY MAIN".into(),
-                    to: "*".into(),
-                    bytes: b"ONLINE|00000000|A|B|2|1234abcd".to_vec(),
+                    peer: "fedcba9876543210".into(),
+                    to: "ALT 2".into(),
+                    bytes: b"SYNC_ACCEPT|00000001|x|1234abcd".to_vec(),
                 },
                 Letter {
                     from: "123456789#1".into(),
+                    peer: "fedcba9876543210".into(),
                     to: "ALT".into(),
                     bytes: b"SYNC_DATA|x|a\nb|\xff".to_vec(),
                 },

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::protocol::{Millis, Timing};
 
-use super::{Envelope, Transport, TransportError};
+use super::{Clock, Envelope, Transport, TransportError};
 use flight::{Flight, FlightError, GroupKey, Letter, is_peer_id};
 
 /// The file that says a folder is an svsync mailbox.
@@ -43,6 +43,10 @@ const INCOMPLETE_GRACE_MS: Millis = 10 * 60 * 1000;
 const MAX_AGE_MS: Millis = 24 * 60 * 60 * 1000;
 /// Broadcast flights (heartbeats) are deleted after this.
 const BROADCAST_AGE_MS: Millis = 10 * 60 * 1000;
+/// A flight still missing this long after later ones were read is taken as lost (the carrier
+/// dropped it, or its writer deleted it as old): reading goes on past it, and acknowledgements
+/// move on so that its writer can clean up.
+const GAP_GRACE_MS: Millis = 10 * 60 * 1000;
 
 /// A PC's copy of the mailbox folder: paths are relative (`<peer id>/<name>`, or a name at the
 /// top). On disk for real use ([`OsFolder`]); in memory for the simulation ([`MemFolder`]).
@@ -57,6 +61,11 @@ pub trait Folder {
     fn exists(&self, path: &str) -> bool;
     /// Where a path is, for messages.
     fn show(&self, path: &str) -> PathBuf;
+    /// A number that changes whenever a name is added to or removed from `dir`, where the
+    /// folder can tell for sure (`None`: list it every time).
+    fn version(&self, _dir: &str) -> Option<u64> {
+        None
+    }
 }
 
 /// The mailbox folder on disk.
@@ -114,54 +123,101 @@ impl Folder for OsFolder {
 /// A PC's copy of the folder in memory, shared by clones. The simulation's carrier copies
 /// files between such copies, late, twice, out of order, or not at all.
 #[derive(Debug, Clone, Default)]
-pub struct MemFolder(std::rc::Rc<std::cell::RefCell<MemFiles>>);
+pub struct MemFolder {
+    files: std::rc::Rc<std::cell::RefCell<MemFiles>>,
+    /// Per folder, how often a name was added or removed.
+    versions: std::rc::Rc<std::cell::RefCell<BTreeMap<String, u64>>>,
+    clock: Clock,
+}
 
 /// Files of a folder in memory: path, bytes and time.
 type MemFiles = BTreeMap<String, (Vec<u8>, Millis)>;
 
 impl MemFolder {
-    pub fn new() -> MemFolder {
-        MemFolder::default()
+    /// An empty copy whose files get times from `clock`.
+    pub fn new(clock: Clock) -> MemFolder {
+        MemFolder {
+            files: Default::default(),
+            versions: Default::default(),
+            clock,
+        }
     }
 
-    /// Every file: path, bytes and time (for the carrier).
-    pub fn files(&self) -> Vec<(String, Vec<u8>, Millis)> {
-        self.0
+    fn touch(&self, path: &str) {
+        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+        *self
+            .versions
+            .borrow_mut()
+            .entry(dir.to_string())
+            .or_insert(0) += 1;
+    }
+
+    /// The files under `dir` (at any depth): path, with length and time to tell a changed file
+    /// (for the carrier, which reads only what changed).
+    pub fn stamps_under(&self, dir: &str) -> BTreeMap<String, (usize, Millis)> {
+        let from = format!("{dir}/");
+        self.files
             .borrow()
-            .iter()
-            .map(|(p, (b, t))| (p.clone(), b.clone(), *t))
+            .range(from.clone()..)
+            .take_while(|(p, _)| p.starts_with(&from))
+            .map(|(p, (b, t))| (p.clone(), (b.len(), *t)))
             .collect()
+    }
+
+    /// How many files the copy holds.
+    pub fn len(&self) -> usize {
+        self.files.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.borrow().is_empty()
     }
 
     /// Puts a file as a carrier delivers it.
     pub fn put(&self, path: &str, bytes: Vec<u8>, time: Millis) {
-        self.0.borrow_mut().insert(path.to_string(), (bytes, time));
+        self.files
+            .borrow_mut()
+            .insert(path.to_string(), (bytes, time));
+        self.touch(path);
     }
 
     pub fn delete(&self, path: &str) {
-        self.0.borrow_mut().remove(path);
+        self.files.borrow_mut().remove(path);
+        self.touch(path);
     }
 }
 
 impl Folder for MemFolder {
     fn list(&self, dir: &str) -> Vec<String> {
-        let files = self.0.borrow();
-        let mut out = BTreeSet::new();
-        for path in files.keys() {
-            let rest = if dir.is_empty() {
-                Some(path.as_str())
-            } else {
-                path.strip_prefix(dir).and_then(|r| r.strip_prefix('/'))
-            };
-            if let Some(rest) = rest {
-                out.insert(rest.split('/').next().unwrap_or(rest).to_string());
+        let files = self.files.borrow();
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        // Names come sorted; past a folder's name, jump over its whole subtree at once (no
+        // character sorts between '/' and '0').
+        let mut out: Vec<String> = Vec::new();
+        let mut cursor = prefix.clone();
+        'jump: loop {
+            for path in files.range(cursor.clone()..).map(|(p, _)| p) {
+                let Some(rest) = path.strip_prefix(&prefix) else {
+                    break 'jump;
+                };
+                if let Some((name, _)) = rest.split_once('/') {
+                    out.push(name.to_string());
+                    cursor = format!("{prefix}{name}0");
+                    continue 'jump;
+                }
+                out.push(rest.to_string());
             }
+            break;
         }
-        out.into_iter().collect()
+        out
     }
 
     fn read(&self, path: &str) -> Option<(Vec<u8>, Millis)> {
-        self.0.borrow().get(path).cloned()
+        self.files.borrow().get(path).cloned()
     }
 
     fn write(&mut self, dir: &str, _temp: &str, name: &str, bytes: &[u8]) -> std::io::Result<()> {
@@ -170,19 +226,24 @@ impl Folder for MemFolder {
         } else {
             format!("{dir}/{name}")
         };
-        self.0
-            .borrow_mut()
-            .insert(path, (bytes.to_vec(), crate::time::now_ms()));
+        let now = self.clock.now();
+        self.touch(&path);
+        self.files.borrow_mut().insert(path, (bytes.to_vec(), now));
         Ok(())
     }
 
     fn remove(&mut self, path: &str) -> std::io::Result<()> {
-        self.0.borrow_mut().remove(path);
+        self.files.borrow_mut().remove(path);
+        self.touch(path);
         Ok(())
     }
 
+    fn version(&self, dir: &str) -> Option<u64> {
+        Some(self.versions.borrow().get(dir).copied().unwrap_or(0))
+    }
+
     fn exists(&self, path: &str) -> bool {
-        self.0.borrow().contains_key(path)
+        self.files.borrow().contains_key(path)
     }
 
     fn show(&self, path: &str) -> PathBuf {
@@ -252,6 +313,7 @@ pub struct MailboxConfig {
     /// Where this peer keeps its mailbox state (its id, sequence numbers, what it read).
     pub state: StateStore,
     pub timing: Timing,
+    pub clock: Clock,
 }
 
 /// A peer's view of the mailbox folder.
@@ -261,14 +323,22 @@ pub struct Mailbox<F: Folder = OsFolder> {
     state: Persisted,
     /// This peer's accounts: name on the wire and local transport address.
     local: Vec<(String, String)>,
-    /// Messages to send, by destination peer (or `*`), until the next flush.
-    outgoing: BTreeMap<String, Vec<Letter>>,
+    /// Messages to everyone, and to given peers, until the next flush (one flight each).
+    broadcast: Vec<Letter>,
+    direct: Vec<Letter>,
+    /// This peer's own flights: whom each is for and when it was written (to clean up without
+    /// reading them again).
+    own: BTreeMap<u64, (Vec<String>, Millis)>,
     /// Sequence numbers read above each peer's `seen` mark.
     read_above: BTreeMap<String, BTreeSet<u64>>,
+    /// Per peer with a gap below what was read: the `seen` mark, and since when it is stuck.
+    stuck: BTreeMap<String, (u64, Millis)>,
     /// The highest sequence number of this peer's files each peer acknowledged.
     acked: BTreeMap<String, u64>,
     /// Files already reported or ignored for good.
     ignored: BTreeSet<String>,
+    /// Outboxes read to the end with nothing left to look at again: the folder's version then.
+    listed: BTreeMap<String, u64>,
     peers: BTreeMap<String, PeerSeen>,
     notices: Vec<Notice>,
     dirty: bool,
@@ -316,9 +386,8 @@ impl<F: Folder> Mailbox<F> {
         // Never reuse a sequence number, even if the state was lost: start after the files
         // still in the outbox.
         let highest = list_flights(&folder, &state.id)
-            .into_iter()
-            .map(|(seq, _)| seq)
-            .max()
+            .last()
+            .copied()
             .unwrap_or(0);
         state.next_seq = state.next_seq.max(highest + 1);
         let mut mb = Mailbox {
@@ -326,10 +395,14 @@ impl<F: Folder> Mailbox<F> {
             cfg,
             state,
             local: Vec::new(),
-            outgoing: BTreeMap::new(),
+            broadcast: Vec::new(),
+            direct: Vec::new(),
+            own: BTreeMap::new(),
             read_above: BTreeMap::new(),
+            stuck: BTreeMap::new(),
             acked: BTreeMap::new(),
             ignored: BTreeSet::new(),
+            listed: BTreeMap::new(),
             peers: BTreeMap::new(),
             notices: Vec::new(),
             dirty: true,
@@ -392,59 +465,68 @@ impl<F: Folder> Mailbox<F> {
                 account: crate::protocol::wire::Name::sanitize(account),
                 version: crate::protocol::VERSION,
             };
-            self.outgoing.entry("*".into()).or_default().push(Letter {
+            self.broadcast.push(Letter {
                 from: account.clone(),
+                peer: "*".into(),
                 to: "*".into(),
                 bytes: msg.encode(),
             });
         }
     }
 
+    /// What this peer acknowledges: per peer, every flight up to its `seen` mark is read (or
+    /// given up as lost). Never more: a writer deletes what is acknowledged, and a flight that is
+    /// only late must still reach this peer.
     fn acks(&self) -> Vec<(String, u64)> {
         self.state
             .seen
             .iter()
-            .map(|(p, s)| {
-                let above = self.read_above.get(p).and_then(|a| a.iter().next_back());
-                (p.clone(), above.copied().unwrap_or(*s).max(*s))
-            })
+            .map(|(p, s)| (p.clone(), *s))
             .collect()
     }
 
-    /// Writes what is queued: one file per destination peer.
+    /// Writes what is queued: the broadcasts in one flight, the letters to given peers in
+    /// another (more only when one file would be too large).
     pub fn flush(&mut self) -> Result<(), TransportError> {
-        let outgoing = std::mem::take(&mut self.outgoing);
-        for (to, letters) in outgoing {
-            if letters.is_empty() {
-                continue;
-            }
-            let seq = self.state.next_seq;
-            self.state.next_seq += 1;
-            self.dirty = true;
-            // The sequence number is used before it is written, so a crash never reuses it.
-            self.save()?;
-            let flight = Flight {
-                from: self.state.id.clone(),
-                name: self.cfg.name.clone(),
-                seq,
-                to,
-                time: crate::time::now_ms(),
-                acks: self.acks(),
-                letters,
-            };
-            let bytes = flight.encode(&self.cfg.key);
-            let outbox = self.state.id.clone();
-            let name = format!("{seq:010}.msgs");
-            self.folder
-                .write(
-                    &outbox,
-                    &format!(".syncthing.svsync-{seq:010}.tmp"),
-                    &name,
-                    &bytes,
-                )
-                .map_err(io(&self.folder.show(&format!("{outbox}/{name}"))))?;
-            self.written += 1;
+        let broadcast = std::mem::take(&mut self.broadcast);
+        let direct = std::mem::take(&mut self.direct);
+        for batch in batches(broadcast).chain(batches(direct)) {
+            self.write_flight(batch)?;
         }
+        Ok(())
+    }
+
+    fn write_flight(&mut self, letters: Vec<Letter>) -> Result<(), TransportError> {
+        let mut to: Vec<String> = letters.iter().map(|l| l.peer.clone()).collect();
+        to.sort_unstable();
+        to.dedup();
+        let seq = self.state.next_seq;
+        self.state.next_seq += 1;
+        self.dirty = true;
+        // The sequence number is used before it is written, so a crash never reuses it.
+        self.save()?;
+        let time = self.cfg.clock.now();
+        let flight = Flight {
+            from: self.state.id.clone(),
+            name: self.cfg.name.clone(),
+            seq,
+            to,
+            time,
+            acks: self.acks(),
+            letters,
+        };
+        let bytes = flight.encode(&self.cfg.key);
+        let outbox = self.state.id.clone();
+        self.folder
+            .write(
+                &outbox,
+                &format!(".syncthing.svsync-{seq:010}.tmp"),
+                &format!("{seq:010}.msgs"),
+                &bytes,
+            )
+            .map_err(io(&self.folder.show(&flight_path(&outbox, seq))))?;
+        self.own.insert(seq, (flight.to, time));
+        self.written += 1;
         Ok(())
     }
 
@@ -464,6 +546,27 @@ impl<F: Folder> Mailbox<F> {
         }
     }
 
+    /// Moves a peer's `seen` mark past flights missing for longer than [`GAP_GRACE_MS`].
+    fn skip_lost(&mut self, peer: &str, now: Millis) {
+        let Some(first_above) = self.read_above.get(peer).and_then(|a| a.first().copied()) else {
+            self.stuck.remove(peer);
+            return;
+        };
+        let mark = self.state.seen.get(peer).copied().unwrap_or(0);
+        match self.stuck.get(peer) {
+            Some((m, since)) if *m == mark => {
+                if now.saturating_sub(*since) > GAP_GRACE_MS {
+                    self.state.seen.insert(peer.to_string(), first_above - 1);
+                    self.mark_read(peer, first_above);
+                    self.stuck.remove(peer);
+                }
+            }
+            _ => {
+                self.stuck.insert(peer.to_string(), (mark, now));
+            }
+        }
+    }
+
     fn ignore(&mut self, path: String, why: FlightError) {
         if self.ignored.insert(path.clone()) {
             self.notices.push(Notice::Ignored {
@@ -476,7 +579,7 @@ impl<F: Folder> Mailbox<F> {
     /// Reads every new flight addressed to this peer (or to everyone).
     fn scan(&mut self) -> Result<Vec<Envelope>, TransportError> {
         let mut out = Vec::new();
-        let now = crate::time::now_ms();
+        let now = self.cfg.clock.now();
         let mut outboxes: Vec<String> = self
             .folder
             .list("")
@@ -485,8 +588,18 @@ impl<F: Folder> Mailbox<F> {
             .collect();
         outboxes.sort();
         for peer in outboxes {
-            for (seq, path) in list_flights(&self.folder, &peer) {
-                if self.is_read(&peer, seq) || self.ignored.contains(&path) {
+            let version = self.folder.version(&peer);
+            if version.is_some() && self.listed.get(&peer) == version.as_ref() {
+                self.skip_lost(&peer, now);
+                continue;
+            }
+            let mut again = false;
+            for seq in list_flights(&self.folder, &peer) {
+                if self.is_read(&peer, seq) {
+                    continue;
+                }
+                let path = flight_path(&peer, seq);
+                if self.ignored.contains(&path) {
                     continue;
                 }
                 let Some((bytes, time)) = self.folder.read(&path) else {
@@ -512,6 +625,8 @@ impl<F: Folder> Mailbox<F> {
                         if now.saturating_sub(time) > INCOMPLETE_GRACE_MS {
                             self.mark_read(&peer, seq);
                             self.ignore(path, FlightError::Incomplete);
+                        } else {
+                            again = true;
                         }
                     }
                     Err(e) => {
@@ -520,6 +635,11 @@ impl<F: Folder> Mailbox<F> {
                     }
                 }
             }
+            match version {
+                Some(v) if !again => self.listed.insert(peer.clone(), v),
+                _ => self.listed.remove(&peer),
+            };
+            self.skip_lost(&peer, now);
         }
         self.save()?;
         Ok(out)
@@ -535,10 +655,13 @@ impl<F: Folder> Mailbox<F> {
             let a = self.acked.entry(f.from.clone()).or_insert(0);
             *a = (*a).max(*s);
         }
-        if f.to != "*" && f.to != me {
+        if !f.to.iter().any(|p| *p == "*" || *p == me) {
             return;
         }
         for l in f.letters {
+            if l.peer != "*" && l.peer != me {
+                continue;
+            }
             if l.to == "*" {
                 if let Ok(crate::protocol::wire::Message::Online { toon, account, .. }) =
                     crate::protocol::wire::Message::decode(&l.bytes)
@@ -561,21 +684,45 @@ impl<F: Folder> Mailbox<F> {
     /// Deletes this peer's files that every reader has: acknowledged by their addressee, or
     /// old enough.
     pub fn clean(&mut self) -> Result<u32, TransportError> {
-        let now = crate::time::now_ms();
+        let now = self.cfg.clock.now();
         let mut removed = 0;
         let outbox = self.state.id.clone();
-        for (seq, path) in list_flights(&self.folder, &outbox) {
-            let Some((bytes, time)) = self.folder.read(&path) else {
+        let names = self.folder.list(&outbox);
+        // Sync engines copy a file that two devices changed at once to `NAME.sync-conflict-…`,
+        // on every device. Such copies of this peer's flights are this peer's to remove.
+        for name in names.iter().filter(|n| is_conflict_copy(n)) {
+            if self.folder.remove(&format!("{outbox}/{name}")).is_ok() {
+                removed += 1;
+            }
+        }
+        let listed = flight_seqs(names);
+        self.own.retain(|seq, _| listed.binary_search(seq).is_ok());
+        for seq in listed {
+            let path = flight_path(&outbox, seq);
+            if !self.own.contains_key(&seq) {
+                // Written by an earlier run: read once. A file that is not a flight of this
+                // group is not svsync's to delete before it is old.
+                let Some((bytes, time)) = self.folder.read(&path) else {
+                    continue;
+                };
+                let to = Flight::decode(&bytes, &self.cfg.key).map_or(Vec::new(), |f| f.to);
+                self.own.insert(seq, (to, time));
+            }
+            let Some((to, time)) = self.own.get(&seq) else {
                 continue;
             };
-            let age = now.saturating_sub(time);
-            let done = match Flight::decode(&bytes, &self.cfg.key) {
-                Ok(f) if f.to == "*" => age > BROADCAST_AGE_MS,
-                Ok(f) => self.acked.get(&f.to).is_some_and(|a| *a >= seq) || age > MAX_AGE_MS,
-                // Not a flight of this group in this peer's own outbox: not svsync's to keep.
-                Err(_) => age > MAX_AGE_MS,
+            let age = now.saturating_sub(*time);
+            let done = if to.iter().any(|p| p == "*") {
+                age > BROADCAST_AGE_MS
+            } else {
+                age > MAX_AGE_MS
+                    || (!to.is_empty()
+                        && to
+                            .iter()
+                            .all(|p| self.acked.get(p).is_some_and(|a| *a >= seq)))
             };
             if done && self.folder.remove(&path).is_ok() {
+                self.own.remove(&seq);
                 removed += 1;
             }
         }
@@ -588,23 +735,58 @@ impl<F: Folder> Mailbox<F> {
     }
 }
 
+/// Letters in batches that each fit one flight file (with room for the header and lines).
+fn batches(letters: Vec<Letter>) -> impl Iterator<Item = Vec<Letter>> {
+    const ROOM: usize = flight::MAX_FILE - flight::MAX_ADDRESSEES * 20 - 64 * 1024;
+    let mut out: Vec<Vec<Letter>> = Vec::new();
+    let mut size = 0;
+    for l in letters {
+        let cost = l.bytes.len() + l.from.len() * 3 + l.to.len() * 3 + 64;
+        match out.last_mut() {
+            Some(batch) if size + cost <= ROOM && batch.len() < flight::MAX_MESSAGES => {
+                size += cost;
+                batch.push(l);
+            }
+            _ => {
+                size = cost;
+                out.push(vec![l]);
+            }
+        }
+    }
+    out.into_iter()
+}
+
 /// The flight files of an outbox, in sequence order: exact names `<10 digits>.msgs` only
 /// (sync engines' temporary and conflict files, dot-files and anything else are not flights).
 /// Paths are relative to the mailbox folder.
-pub fn list_flights<F: Folder>(folder: &F, outbox: &str) -> Vec<(u64, String)> {
-    let mut out: Vec<(u64, String)> = folder
-        .list(outbox)
+pub fn list_flights<F: Folder>(folder: &F, outbox: &str) -> Vec<u64> {
+    flight_seqs(folder.list(outbox))
+}
+
+fn flight_seqs(names: Vec<String>) -> Vec<u64> {
+    let mut out: Vec<u64> = names
         .into_iter()
         .filter_map(|name| {
             let digits = name.strip_suffix(".msgs")?;
             (digits.len() == 10 && digits.bytes().all(|b| b.is_ascii_digit()))
                 .then(|| digits.parse().ok())
                 .flatten()
-                .map(|s| (s, format!("{outbox}/{name}")))
         })
         .collect();
-    out.sort();
+    out.sort_unstable();
     out
+}
+
+/// A sync engine's conflict copy of a flight (`<10 digits>.sync-conflict-….msgs`).
+fn is_conflict_copy(name: &str) -> bool {
+    name.len() > 10
+        && name.as_bytes()[..10].iter().all(u8::is_ascii_digit)
+        && name[10..].starts_with(".sync-conflict-")
+}
+
+/// Where flight `seq` of `outbox` is.
+pub fn flight_path(outbox: &str, seq: u64) -> String {
+    format!("{outbox}/{seq:010}.msgs")
 }
 
 /// Prepares a folder to be a mailbox: the marker file and an ignore file for Syncthing.
@@ -634,7 +816,7 @@ impl<F: Folder> Transport for Mailbox<F> {
     }
 
     fn now(&self) -> Millis {
-        crate::time::now_ms()
+        self.cfg.clock.now()
     }
 
     fn send(&mut self, from: &str, to: &str, flight: Vec<Vec<u8>>) -> Result<(), TransportError> {
@@ -645,10 +827,10 @@ impl<F: Folder> Transport for Mailbox<F> {
         let Some((peer, to_account)) = parse_remote(to) else {
             return Ok(());
         };
-        let letters = self.outgoing.entry(peer.to_string()).or_default();
         for bytes in flight {
-            letters.push(Letter {
+            self.direct.push(Letter {
                 from: account.clone(),
+                peer: peer.to_string(),
                 to: to_account.to_string(),
                 bytes,
             });
@@ -662,7 +844,7 @@ impl<F: Folder> Transport for Mailbox<F> {
 
     fn wait(&mut self, deadline: Option<Millis>) -> Result<bool, TransportError> {
         self.flush()?;
-        let now = crate::time::now_ms();
+        let now = self.cfg.clock.now();
         let pause = deadline.map_or(1_000, |d| d.saturating_sub(now).min(1_000));
         std::thread::sleep(std::time::Duration::from_millis(pause));
         Ok(true)

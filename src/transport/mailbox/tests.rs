@@ -1,5 +1,6 @@
 use super::*;
 use crate::protocol::wire::{Message, SessionId};
+use crate::transport::Clock;
 
 fn config(state: &Path, name: &str, key: &GroupKey) -> MailboxConfig {
     MailboxConfig {
@@ -7,6 +8,7 @@ fn config(state: &Path, name: &str, key: &GroupKey) -> MailboxConfig {
         name: name.into(),
         state: StateStore::Dir(state.join(name)),
         timing: Timing::default(),
+        clock: Clock::System,
     }
 }
 
@@ -114,11 +116,12 @@ fn files_that_are_not_the_groups_flights_are_ignored_and_told_once() {
         from: a.id().to_string(),
         name: "evil".into(),
         seq: 50,
-        to: b.id().to_string(),
+        to: vec![b.id().to_string()],
         time: 0,
         acks: Vec::new(),
         letters: vec![Letter {
             from: "MAIN".into(),
+            peer: b.id().to_string(),
             to: "ALT".into(),
             bytes: msg(9),
         }],
@@ -141,9 +144,13 @@ fn files_that_are_not_the_groups_flights_are_ignored_and_told_once() {
     a.flush().unwrap();
     let real = list_flights(a.folder(), a.id())
         .into_iter()
-        .find(|(s, _)| *s != 50)
+        .find(|s| *s != 50)
         .unwrap();
-    std::fs::copy(dir.join(&real.1), outbox.join("0000000060.msgs")).unwrap();
+    std::fs::copy(
+        dir.join(flight_path(a.id(), real)),
+        outbox.join("0000000060.msgs"),
+    )
+    .unwrap();
     let got = b.recv().unwrap();
     assert_eq!(got.len(), 1, "only the real flight, once");
     let notices = b.take_notices();
@@ -157,6 +164,15 @@ fn files_that_are_not_the_groups_flights_are_ignored_and_told_once() {
     )));
     assert!(b.recv().unwrap().is_empty());
     assert!(b.take_notices().is_empty(), "told once");
+    // The writer removes conflict copies of its own flights, and nothing else that is not its.
+    a.clean().unwrap();
+    assert!(
+        !outbox
+            .join("0000000052.sync-conflict-20261201-101010-ABCDEFG.msgs")
+            .exists()
+    );
+    assert!(outbox.join("notes.txt").exists());
+    assert!(outbox.join(".part-0000000054").exists());
 }
 
 #[test]
@@ -167,4 +183,65 @@ fn a_folder_that_is_not_a_mailbox_is_refused() {
         Mailbox::open(tmp.path(), config(tmp.path(), "x", &key)),
         Err(TransportError::NotAMailbox(_))
     ));
+}
+
+#[test]
+fn a_memory_folder_lists_names_like_a_directory_does() {
+    let mut f = MemFolder::default();
+    for p in ["abc/x", "abc/y/z", "abc-1", "b/c", "abd"] {
+        f.write("", "", p, b"1").unwrap();
+    }
+    let mut root = f.list("");
+    root.sort();
+    assert_eq!(root, ["abc", "abc-1", "abd", "b"]);
+    assert_eq!(f.list("abc"), ["x", "y"]);
+    assert_eq!(f.list("abc/y"), ["z"]);
+    assert!(f.list("nothing").is_empty());
+}
+
+#[test]
+fn a_lost_flight_is_skipped_after_a_while_and_its_writer_cleans_up() {
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+    let clock = Rc::new(Cell::new(1_000_000));
+    let folder = MemFolder::new(Clock::Virtual(Rc::clone(&clock)));
+    let key = GroupKey::new([3u8; 32]);
+    let open = |name: &str| {
+        let cfg = MailboxConfig {
+            key: key.clone(),
+            name: name.into(),
+            state: StateStore::Memory(Rc::new(RefCell::new(None))),
+            timing: Timing::default(),
+            clock: Clock::Virtual(Rc::clone(&clock)),
+        };
+        Mailbox::with_folder(folder.clone(), cfg).unwrap()
+    };
+    let (mut a, mut b) = (open("pc-one"), open("pc-two"));
+    a.add_local("MAIN", "local:a");
+    b.add_local("ALT", "local:b");
+    let to = remote_addr(b.id(), "ALT");
+    for n in 1..=3 {
+        a.send("local:a", &to, vec![msg(n)]).unwrap();
+        a.flush().unwrap();
+    }
+    // The carrier loses the second flight.
+    let id = a.id().to_string();
+    folder.delete(&flight_path(&id, 2));
+    assert_eq!(b.recv().unwrap().len(), 2);
+    let ack = |b: &mut Mailbox<MemFolder>, a: &mut Mailbox<MemFolder>| {
+        b.send("local:b", &remote_addr(a.id(), "MAIN"), vec![msg(9)])
+            .unwrap();
+        b.flush().unwrap();
+        a.recv().unwrap();
+        a.clean().unwrap()
+    };
+    assert_eq!(ack(&mut b, &mut a), 1, "only the flight before the gap");
+    clock.set(clock.get() + GAP_GRACE_MS + 1);
+    assert!(b.recv().unwrap().is_empty());
+    assert_eq!(
+        ack(&mut b, &mut a),
+        1,
+        "the flight after the gap, once it is given up"
+    );
+    assert!(list_flights(&folder, &id).is_empty());
 }
