@@ -113,6 +113,26 @@ pub enum Failure {
     },
     #[error(transparent)]
     Transport(#[from] TransportError),
+    #[error("cannot use the group key {}: {reason}", printable_path(path))]
+    GroupKey { path: PathBuf, reason: String },
+    #[error(
+        "the group key must not be inside the mailbox folder (it would travel with it): choose a key file outside {}",
+        printable_path(.0)
+    )]
+    KeyInsideMailbox(PathBuf),
+    #[error(
+        "{} exists; a new group key would lock out every PC that has the old one. Use another file name, or delete it first",
+        printable_path(.0)
+    )]
+    KeyExists(PathBuf),
+    #[error(
+        "--mailbox needs the group's key: --group-key-file FILE (made by `svsync mailbox init`)"
+    )]
+    MailboxNeedsKey,
+    #[error(
+        "--dry-run cannot be used with --mailbox: the other PCs would act on what this one sends"
+    )]
+    MailboxDryRun,
     #[error(
         "{} is already watched by {holder}; stop that one first (one watcher per account)",
         crate::text::printable(account)
@@ -190,7 +210,12 @@ impl Failure {
             | Failure::NoSuchBackup(_)
             | Failure::AllNeedsWtf
             | Failure::FlavorsMixed { .. }
-            | Failure::Simulate(_) => Kind::Usage,
+            | Failure::Simulate(_)
+            | Failure::GroupKey { .. }
+            | Failure::KeyInsideMailbox(_)
+            | Failure::KeyExists(_)
+            | Failure::MailboxNeedsKey
+            | Failure::MailboxDryRun => Kind::Usage,
             Failure::Read { .. }
             | Failure::State(_)
             | Failure::LockFile { .. }

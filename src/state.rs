@@ -154,6 +154,27 @@ impl FileStore {
         Ok(n)
     }
 
+    /// Clears the sessions `which` picks, with their journals; returns how many.
+    pub fn reset_where(
+        &mut self,
+        which: impl Fn(&SessionRecord) -> bool,
+    ) -> Result<usize, StoreError> {
+        self.appenders.clear();
+        let mut n = 0;
+        for r in self.load()?.records.into_iter().filter(|r| which(r)) {
+            let path = self.sessions_dir().join(record_name(r.role, r.id));
+            match std::fs::remove_file(&path) {
+                Ok(()) => n += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&path)(e)),
+            }
+            if r.role == Role::Receive {
+                let _ = std::fs::remove_dir_all(self.journal_dir(r.id));
+            }
+        }
+        Ok(n)
+    }
+
     /// How many chunks are journaled for a table (progress of a transfer, for `sessions list`).
     pub fn journaled_count(&self, sid: SessionId, table: TableName) -> u32 {
         std::fs::read(self.journal_dir(sid).join(format!("{table}.chunks")))

@@ -87,3 +87,36 @@ impl SyncArgs {
             .unwrap_or_default())
     }
 }
+
+/// The group of PCs a command works with.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MailboxArgs {
+    /// Also keep in step with the other PCs of a group, through this shared folder (carried
+    /// between PCs by Syncthing, a network share or a cloud drive; see `svsync mailbox init`).
+    #[arg(long, value_name = "DIR")]
+    pub mailbox: Option<PathBuf>,
+    /// The group's key file (made by `svsync mailbox init`; copy it to each PC yourself).
+    #[arg(long, value_name = "FILE", requires = "mailbox")]
+    pub group_key_file: Option<PathBuf>,
+    /// This PC's name for the other PCs (default: the computer's name).
+    #[arg(long, value_name = "NAME", requires = "mailbox")]
+    pub name: Option<String>,
+}
+
+impl MailboxArgs {
+    /// The group, when a mailbox is given.
+    pub fn group(&self) -> Result<Option<svsync::watch::group::GroupConfig>, Failure> {
+        let Some(mailbox) = &self.mailbox else {
+            return Ok(None);
+        };
+        let key_file = self
+            .group_key_file
+            .clone()
+            .ok_or(Failure::MailboxNeedsKey)?;
+        Ok(Some(svsync::watch::group::GroupConfig {
+            mailbox: mailbox.clone(),
+            key_file,
+            name: self.name.clone(),
+        }))
+    }
+}

@@ -245,6 +245,25 @@ pub struct StatusDoc {
     /// Every pair in step.
     pub in_step: bool,
     pub pairs: Vec<PairJson>,
+    /// With `--mailbox`: the PCs of the group, as the shared folder shows them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<Vec<GroupPeerJson>>,
+}
+
+/// A PC of the group (`status --mailbox`).
+#[derive(Debug, Serialize)]
+pub struct GroupPeerJson {
+    pub name: String,
+    pub id: String,
+    pub accounts: Vec<String>,
+    /// Heard from within the last few minutes.
+    pub online: bool,
+    /// When its newest file was written (UTC).
+    pub last_seen: String,
+    /// When a sync between it and this PC last completed (UTC), from this PC's records.
+    pub last_sync: Option<String>,
+    /// It is this PC (by the state folder used).
+    pub this_pc: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -281,8 +300,9 @@ pub struct LastSyncJson {
 }
 
 impl StatusDoc {
-    pub fn of(st: &svsync::status::Status) -> StatusDoc {
+    pub fn of(st: &svsync::status::Status, peers: Option<Vec<GroupPeerJson>>) -> StatusDoc {
         StatusDoc {
+            peers,
             accounts: st
                 .accounts
                 .iter()

@@ -4,6 +4,7 @@ mod common;
 mod exit;
 mod game;
 mod json;
+mod mailbox;
 mod merge;
 mod restore;
 mod sessions;
@@ -102,7 +103,8 @@ Examples:
   svsync watch --all --wtf \"C:\\Program Files (x86)\\World of Warcraft\\_retail_\"
   svsync watch MYMAIN MYALT 123456789#2 --wtf \"/Applications/World of Warcraft/_retail_\"
   svsync watch WTF/Account/A WTF/Account/B --debounce-ms 2000
-  svsync watch --all --wtf /mnt/games/wow --poll --json")]
+  svsync watch --all --wtf /mnt/games/wow --poll --json
+  svsync watch --all --wtf WTF --mailbox ~/Sync/guild --group-key-file ~/guild.key")]
     Watch(watch::WatchArgs),
     /// Bring a set of accounts in step once, then exit.
     #[command(after_help = "\
@@ -112,8 +114,20 @@ own). Exit status: 0 all in step, 1 a sync failed, 2 usage or I/O error.
 Examples:
   svsync sync --all --wtf \"C:\\Program Files (x86)\\World of Warcraft\"
   svsync sync MYMAIN MYALT 123456789#2 --wtf WTF
-  svsync sync --all --wtf WTF --target sharedData --dry-run")]
+  svsync sync --all --wtf WTF --target sharedData --dry-run
+  svsync sync MYMAIN --wtf WTF --mailbox ~/Sync/guild --group-key-file ~/guild.key --wait 60")]
     Sync(watch::SyncSetArgs),
+    /// Prepare a folder shared between PCs (Syncthing, a network share, a cloud drive) for a
+    /// group's syncs.
+    #[command(after_help = "\
+The key file must stay out of the shared folder: copy it to each PC yourself (a USB stick, a
+message to yourself). Anyone with the key can change the group's data; files written without
+it are ignored.
+
+Examples:
+  svsync mailbox init ~/Sync/guild-mailbox --key-file ~/guild.key
+  svsync mailbox init \"D:\\Sync\\guild\" --key-file \"C:\\Users\\me\\guild.key\"")]
+    Mailbox(mailbox::MailboxArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -139,6 +153,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::run(args),
         Command::Watch(args) => watch::run_watch(args),
         Command::Sync(args) => watch::run_sync(args),
+        Command::Mailbox(args) => mailbox::run(args),
     };
     exit.into()
 }

@@ -27,14 +27,27 @@ pub enum SessionsAction {
     /// List tracked sessions with their per-table progress.
     List,
     /// Clear every session, so that the next syncs start from the beginning.
-    Reset,
+    Reset {
+        /// Only the sessions with this PC of a group (its id, from `svsync status --mailbox
+        /// DIR --group-key-file FILE`).
+        #[arg(long, value_name = "ID")]
+        peer: Option<String>,
+    },
 }
 
 pub fn run(args: &SessionsArgs) -> Exit {
     let dir = svsync::fsio::state_dir(args.state_dir.as_deref());
     let mut store = FileStore::new(&dir);
-    match args.action {
-        SessionsAction::Reset => match store.reset() {
+    match &args.action {
+        SessionsAction::Reset { peer } => match match peer {
+            None => store.reset(),
+            Some(id) => {
+                let prefix = format!("peer:{id}/");
+                store.reset_where(|r| {
+                    r.sender.addr.starts_with(&prefix) || r.receiver.addr.starts_with(&prefix)
+                })
+            }
+        } {
             Ok(n) => {
                 if args.json {
                     println!(

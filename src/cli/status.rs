@@ -7,10 +7,12 @@ use svsync::set::AccountSet;
 use svsync::state::{FileStore, Store};
 use svsync::status::status;
 use svsync::text::{printable, printable_path};
+use svsync::time::utc_text;
 
 use super::common::TargetArg;
 use super::exit::Exit;
-use super::json::StatusDoc;
+use super::json::{GroupPeerJson, StatusDoc};
+use svsync::protocol::session::{SessionRecord, SessionState};
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
@@ -27,10 +29,64 @@ pub struct StatusArgs {
     /// Print exactly one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also list the PCs of the group that shares this folder (read only: nothing is written).
+    #[arg(long, value_name = "DIR", requires = "group_key_file")]
+    pub mailbox: Option<PathBuf>,
+    /// The group's key file (made by `svsync mailbox init`).
+    #[arg(long, value_name = "FILE", requires = "mailbox")]
+    pub group_key_file: Option<PathBuf>,
+}
+
+/// The PCs of the group, as the folder shows them, with the last sync this PC recorded with
+/// each.
+fn peers(
+    dir: &std::path::Path,
+    key_file: &std::path::Path,
+    records: &[SessionRecord],
+    state_dir: &std::path::Path,
+) -> Result<Vec<GroupPeerJson>, svsync::failure::Failure> {
+    let key = svsync::watch::group::read_key(key_file)?;
+    let own =
+        std::fs::read(svsync::watch::group::group_state_dir(state_dir, &key).join("peer.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["id"].as_str().map(str::to_string));
+    if !dir.join(svsync::transport::mailbox::MARKER).is_file() {
+        return Err(svsync::transport::TransportError::NotAMailbox(dir.to_path_buf()).into());
+    }
+    let folder = svsync::transport::mailbox::OsFolder {
+        root: dir.to_path_buf(),
+    };
+    let now = svsync::time::now_ms();
+    Ok(svsync::transport::mailbox::survey(&folder, &key)
+        .into_iter()
+        .map(|(id, seen)| {
+            let prefix = format!("peer:{id}/");
+            let last_sync = records
+                .iter()
+                .filter(|r| r.state == SessionState::Complete)
+                .filter(|r| {
+                    r.sender.addr.starts_with(&prefix) || r.receiver.addr.starts_with(&prefix)
+                })
+                .map(|r| r.last_activity)
+                .max();
+            GroupPeerJson {
+                name: seen.name,
+                accounts: seen.accounts.into_keys().collect(),
+                online: now.saturating_sub(seen.last_seen) < svsync::peer::group::ONLINE_FOR_MS,
+                last_seen: utc_text(seen.last_seen),
+                last_sync: last_sync.map(utc_text),
+                this_pc: own.as_deref() == Some(id.as_str()),
+                id,
+            }
+        })
+        .collect())
 }
 
 pub fn run(args: &StatusArgs) -> Exit {
-    let paths = if args.paths.is_empty() {
+    let paths = if args.paths.is_empty() && args.mailbox.is_some() {
+        Vec::new()
+    } else if args.paths.is_empty() {
         vec![PathBuf::from(".")]
     } else {
         args.paths.clone()
@@ -64,13 +120,28 @@ pub fn run(args: &StatusArgs) -> Exit {
             return Exit::of(&f);
         }
     };
+    let dir_state = dir.clone();
+    let group = match (&args.mailbox, &args.group_key_file) {
+        (Some(dir), Some(key)) => match peers(dir, key, &records, &dir_state) {
+            Ok(p) => Some((dir, p)),
+            Err(f) => {
+                eprintln!("svsync: {f}");
+                return Exit::of(&f);
+            }
+        },
+        _ => None,
+    };
     let st = status(&mut set, &records);
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&StatusDoc::of(&st)).unwrap_or_default()
-        );
+        let doc = StatusDoc::of(&st, group.map(|(_, p)| p));
+        println!("{}", serde_json::to_string(&doc).unwrap_or_default());
         return Exit::Success;
+    }
+    if let Some((dir, peers)) = &group {
+        print_peers(dir, peers);
+        if paths.is_empty() {
+            return Exit::Success;
+        }
     }
     if st.accounts.is_empty() {
         println!(
@@ -166,4 +237,36 @@ pub fn run(args: &StatusArgs) -> Exit {
         }
     }
     Exit::Success
+}
+
+fn print_peers(dir: &std::path::Path, peers: &[GroupPeerJson]) {
+    if peers.is_empty() {
+        println!(
+            "No PC has written into the mailbox {} yet.",
+            printable_path(dir)
+        );
+        return;
+    }
+    println!("PCs of the group in {}:", printable_path(dir));
+    for p in peers {
+        let accounts: Vec<String> = p
+            .accounts
+            .iter()
+            .map(|a| printable(a).into_owned())
+            .collect();
+        println!(
+            "  {} [{}]{} {}  accounts {}  last seen {}  last sync {}",
+            printable(&p.name),
+            p.id,
+            if p.this_pc { " (this PC)" } else { "" },
+            if p.online { "online " } else { "offline" },
+            if accounts.is_empty() {
+                "-".to_string()
+            } else {
+                accounts.join(", ")
+            },
+            p.last_seen,
+            p.last_sync.as_deref().unwrap_or("never")
+        );
+    }
 }

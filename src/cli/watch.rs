@@ -8,13 +8,15 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use svsync::failure::Failure;
 use svsync::peer::pair::PairReport;
+use svsync::protocol::sender::Outcome;
 use svsync::set::AccountSet;
 use svsync::text::{printable, printable_path};
 use svsync::time::{now_ms, utc_text};
+use svsync::watch::group::GroupEvent;
 use svsync::watch::worker::Notice;
 use svsync::watch::{Event, Settings, WatchConfig, sync_set, watch};
 
-use super::common::SyncArgs;
+use super::common::{MailboxArgs, SyncArgs};
 use super::exit::Exit;
 use super::json::MergeDoc;
 
@@ -46,6 +48,8 @@ pub struct WatchArgs {
     pub poll: bool,
     #[command(flatten)]
     pub sync: SyncArgs,
+    #[command(flatten)]
+    pub group: MailboxArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -54,14 +58,26 @@ pub struct SyncSetArgs {
     pub set: SetArgs,
     #[command(flatten)]
     pub sync: SyncArgs,
+    #[command(flatten)]
+    pub group: MailboxArgs,
+    /// With --mailbox: wait at most this long for the other PCs (they see this one a carrier
+    /// hop later); it stops sooner when every PC's accounts hold this PC's data.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 120,
+        requires = "mailbox"
+    )]
+    pub wait: u64,
 }
 
 fn clock() -> String {
     utc_text(now_ms())[11..19].to_string()
 }
 
-/// The set the arguments name.
-pub fn account_set(set: &SetArgs, sync: &SyncArgs) -> Result<AccountSet, Failure> {
+/// The set the arguments name (with a mailbox, one account is enough: the others are on other
+/// PCs).
+pub fn account_set(set: &SetArgs, sync: &SyncArgs, group: bool) -> Result<AccountSet, Failure> {
     let accounts = if set.all {
         let root = sync.wtf.as_ref().ok_or(Failure::AllNeedsWtf)?;
         svsync::watch::all_accounts(root)?
@@ -71,9 +87,13 @@ pub fn account_set(set: &SetArgs, sync: &SyncArgs) -> Result<AccountSet, Failure
             .map(|p| sync.account(p))
             .collect::<Result<Vec<_>, _>>()?
     };
+    if group && !set.all && accounts.is_empty() {
+        return Err(Failure::TooFewAccounts);
+    }
+    let one_is_enough = group && accounts.len() == 1;
     AccountSet::of(
         accounts,
-        set.all,
+        set.all || one_is_enough,
         sync.target.into(),
         set.mix_flavors,
         Some(&sync.state_dir().join("cache.json")),
@@ -173,12 +193,79 @@ impl Printer {
                 // In text, a failing pair is told once (see the notice), not at every attempt.
             }
             Event::Notice(n) => self.notice(set, &at, n),
+            Event::Group(g) => self.group(set, &at, g),
+            Event::InStep if set.members().len() < 2 => {}
             Event::InStep => {
                 let n = set.members().len();
                 if self.json {
                     self.json_line(json!({"event": "in_step", "time": at, "accounts": n}));
                 } else {
                     println!("{at} all {n} accounts in step");
+                }
+            }
+        }
+    }
+
+    fn group(&self, set: &AccountSet, at: &str, e: GroupEvent) {
+        match e {
+            GroupEvent::Sent { from, to, outcome } => {
+                let (what, written) = match &outcome {
+                    Outcome::Complete { written } => ("complete".to_string(), Some(*written)),
+                    Outcome::Busy { with } => (format!("busy with {with}"), None),
+                    Outcome::Failed(f) => (f.to_string(), None),
+                };
+                if self.json {
+                    self.json_line(json!({
+                        "event": "group_sent", "time": at, "from": set.member(from).account.name,
+                        "to": to, "outcome": what, "written": written,
+                    }));
+                } else if let Some(w) = written {
+                    println!(
+                        "{at} {} -> {}: {}",
+                        name(set, from),
+                        printable(&to),
+                        if w { "merged there" } else { "already held it" }
+                    );
+                } else if !matches!(outcome, Outcome::Busy { .. }) {
+                    println!(
+                        "{at} {} -> {}: not confirmed ({}); trying again later",
+                        name(set, from),
+                        printable(&to),
+                        printable(&what)
+                    );
+                }
+            }
+            GroupEvent::Received { local, written } => {
+                if self.json {
+                    self.json_line(json!({
+                        "event": "group_received", "time": at,
+                        "account": set.member(local).account.name, "written": written,
+                    }));
+                } else if written {
+                    println!("{at} {}: merged data from another PC", name(set, local));
+                }
+            }
+            GroupEvent::Ignored { path, why } => {
+                if self.json {
+                    self.json_line(json!({
+                        "event": "group_ignored", "time": at,
+                        "file": path.display().to_string(), "reason": why,
+                    }));
+                } else {
+                    println!(
+                        "{at} ignored a file in the mailbox: {} ({})",
+                        printable_path(&path),
+                        printable(&why)
+                    );
+                }
+            }
+            GroupEvent::Failed(f) => {
+                if self.json {
+                    self.json_line(json!({
+                        "event": "group_error", "time": at, "reason": f.to_string(),
+                    }));
+                } else {
+                    println!("{at} mailbox: {}", printable(&f.to_string()));
                 }
             }
         }
@@ -255,7 +342,11 @@ impl Printer {
 }
 
 pub fn run_watch(args: &WatchArgs) -> Exit {
-    let mut set = match account_set(&args.set, &args.sync) {
+    let prepared = args
+        .group
+        .group()
+        .and_then(|g| Ok((account_set(&args.set, &args.sync, g.is_some())?, g)));
+    let (mut set, group) = match prepared {
         Ok(s) => s,
         Err(f) => {
             eprintln!("svsync: {f}");
@@ -278,6 +369,7 @@ pub fn run_watch(args: &WatchArgs) -> Exit {
         debounce,
         poll: args.poll.then(|| debounce.max(Duration::from_millis(200))),
         discover: args.set.all.then(|| args.sync.wtf.clone()).flatten(),
+        group,
     };
     let json = args.sync.json;
     if !json {
@@ -332,55 +424,98 @@ pub fn run_watch(args: &WatchArgs) -> Exit {
 }
 
 pub fn run_sync(args: &SyncSetArgs) -> Exit {
-    let mut set = match account_set(&args.set, &args.sync) {
+    let prepared = args
+        .group
+        .group()
+        .and_then(|g| Ok((account_set(&args.set, &args.sync, g.is_some())?, g)));
+    let (mut set, group) = match prepared {
         Ok(s) => s,
         Err(f) => {
             eprintln!("svsync: {f}");
             return Exit::of(&f);
         }
     };
+    let wait = Duration::from_secs(args.wait);
     let mut printer = Printer {
         json: args.sync.json,
         dry_run: args.sync.dry_run,
         failed_io: false,
     };
-    let summary = sync_set(&mut set, &settings(&args.sync), &mut |s, e| {
-        // A one-shot sync tells every failure.
-        if let Event::SyncFailed { from, to, failure } = &e
-            && !printer.json
-        {
+    let result = sync_set(
+        &mut set,
+        &settings(&args.sync),
+        group.as_ref().map(|g| (g, wait)),
+        &mut |s, e| {
+            // A one-shot sync tells every failure.
+            if let Event::SyncFailed { from, to, failure } = &e
+                && !printer.json
+            {
+                println!(
+                    "{} {} -> {}: failed: {failure}",
+                    clock(),
+                    name(s, *from),
+                    name(s, *to)
+                );
+            }
+            printer.event(s, e)
+        },
+    );
+    let summary = match result {
+        Ok(s) => s,
+        Err(f) => {
+            eprintln!("svsync: {f}");
+            return Exit::of(&f);
+        }
+    };
+    let n = set.members().len();
+    let group_ok = summary.group.is_none_or(|g| g.settled);
+    if args.sync.json {
+        let mut doc = json!({"event": "done", "accounts": n, "syncs": summary.syncs,
+               "failed": summary.failed, "in_step": summary.in_step});
+        if let Some(g) = summary.group {
+            doc["group"] = json!({"settled": g.settled, "remote_accounts": g.remote_accounts,
+                "sent": g.sent, "received": g.received, "failed": g.failed});
+        }
+        println!("{doc}");
+    } else {
+        if summary.in_step {
+            if n > 1 {
+                println!("All {n} accounts in step.");
+            }
+        } else if args.sync.dry_run {
             println!(
-                "{} {} -> {}: failed: {failure}",
-                clock(),
-                name(s, *from),
-                name(s, *to)
+                "Dry run: {} syncs would run; nothing was written.",
+                summary.syncs
+            );
+        } else {
+            println!(
+                "Not in step: {} of {} syncs failed, {} accounts could not be used. Run `svsync status` for details.",
+                summary.failed, summary.syncs, summary.unusable
             );
         }
-        printer.event(s, e)
-    });
-    let n = set.members().len();
-    if args.sync.json {
-        println!(
-            "{}",
-            json!({"event": "done", "accounts": n, "syncs": summary.syncs,
-                   "failed": summary.failed, "in_step": summary.in_step})
-        );
-    } else if summary.in_step {
-        println!("All {n} accounts in step.");
-    } else if args.sync.dry_run {
-        println!(
-            "Dry run: {} syncs would run; nothing was written.",
-            summary.syncs
-        );
-    } else {
-        println!(
-            "Not in step: {} of {} syncs failed, {} accounts could not be used. Run `svsync status` for details.",
-            summary.failed, summary.syncs, summary.unusable
-        );
+        if let Some(g) = summary.group {
+            if g.remote_accounts == 0 {
+                println!(
+                    "No other PC seen in the mailbox yet: start `svsync watch --mailbox` there, \
+                     or wait for the sync engine to bring its files."
+                );
+            } else if g.settled {
+                println!(
+                    "All {} accounts of the other PCs hold this PC's data ({} sent, {} received).",
+                    g.remote_accounts, g.sent, g.received
+                );
+            } else {
+                println!(
+                    "The other PCs did not all answer within --wait {} s ({} sent, {} received, \
+                     {} failed); run it again, or keep `svsync watch --mailbox` running.",
+                    args.wait, g.sent, g.received, g.failed
+                );
+            }
+        }
     }
     if printer.failed_io {
         Exit::Usage
-    } else if summary.in_step || (args.sync.dry_run && summary.failed == 0) {
+    } else if (summary.in_step && group_ok) || (args.sync.dry_run && summary.failed == 0) {
         Exit::Success
     } else {
         Exit::Failure

@@ -16,10 +16,10 @@ use std::rc::Rc;
 
 use crate::failure::Failure;
 use crate::model::Target;
+use crate::protocol::Millis;
 use crate::protocol::sender::{Outcome, Source};
 use crate::protocol::session::PeerInfo;
 use crate::protocol::wire::{Message, SessionId};
-use crate::protocol::{Millis, Timing};
 use crate::state::Store;
 use crate::transport::Transport;
 use crate::transport::mailbox::{Folder, Mailbox, Notice, remote_addr};
@@ -102,7 +102,6 @@ pub struct Node<A: AccountIo, S: Store, F: Folder> {
     sent: BTreeMap<(String, String), u64>,
     failing: BTreeMap<(usize, String), Failing>,
     target: Target,
-    timing: Timing,
     make_store: Box<dyn Fn() -> S>,
     make_log: Box<dyn Fn() -> Log>,
     rng: Rng,
@@ -122,7 +121,6 @@ impl<A: AccountIo, S: Store, F: Folder> Node<A, S, F> {
         make_log: Box<dyn Fn() -> Log>,
         seed: u64,
     ) -> Self {
-        let timing = mailbox.timing();
         Node {
             mailbox,
             locals: Vec::new(),
@@ -130,7 +128,6 @@ impl<A: AccountIo, S: Store, F: Folder> Node<A, S, F> {
             sent,
             failing: BTreeMap::new(),
             target,
-            timing,
             make_store,
             make_log,
             rng: Rng::new(seed),
@@ -191,6 +188,19 @@ impl<A: AccountIo, S: Store, F: Folder> Node<A, S, F> {
     /// Syncs in progress to other PCs.
     pub fn sending(&self) -> usize {
         self.senders.len()
+    }
+
+    /// Every known remote account confirmed every local account's current data.
+    pub fn is_published(&self) -> bool {
+        let remotes = self.remote_accounts();
+        self.locals.iter().all(|l| {
+            let Some((_, digest)) = &l.source else {
+                return true;
+            };
+            remotes.iter().all(|(addr, ..)| {
+                self.sent.get(&(l.info.addr.clone(), addr.clone())) == Some(digest)
+            })
+        })
     }
 
     /// Every remote account known, as (address, peer id, account).
@@ -391,7 +401,8 @@ impl<A: AccountIo, S: Store, F: Folder> Node<A, S, F> {
                 let mut driver = SenderDriver::new(
                     (*source).clone(),
                     proposed,
-                    self.timing,
+                    // The carrier's pace as measured now.
+                    self.mailbox.timing(),
                     self.locals[from].info.clone(),
                     PeerInfo {
                         addr: addr.clone(),

@@ -12,6 +12,7 @@
 //! sync back.
 
 pub mod fs;
+pub mod group;
 pub mod worker;
 
 use std::collections::{BTreeSet, HashMap};
@@ -29,6 +30,7 @@ use crate::protocol::Millis;
 use crate::set::{AccountSet, Digest, Refresh};
 use crate::transport::sim::Simulation;
 
+use group::{Group, GroupConfig, GroupEvent};
 use worker::{Notice, Worker};
 
 /// How a set is synced.
@@ -63,6 +65,8 @@ pub enum Event<'a> {
     Notice(Notice),
     /// Every pair is in step (after some activity).
     InStep,
+    /// Between this PC and the others of its group.
+    Group(group::GroupEvent),
 }
 
 fn watch_failure(e: fs::WatchError) -> Failure {
@@ -103,15 +107,28 @@ fn sync_pair(
 
 /// Syncs what is due now: looks at the accounts the worker says, then syncs every pair not in
 /// step (each at most once per round), reporting as it goes. Returns whether some sync ran.
+/// What a round works with besides the set.
+struct Turn<'a> {
+    settings: &'a Settings,
+    now: Millis,
+    /// Accounts another PC is syncing into now.
+    held: &'a dyn Fn(usize) -> bool,
+    stop: &'a AtomicBool,
+}
+
 fn round(
     set: &mut AccountSet,
     worker: &mut Worker,
-    settings: &Settings,
-    now: Millis,
+    turn: Turn<'_>,
     dry: &mut HashMap<(usize, usize), (Digest, Digest)>,
-    stop: &AtomicBool,
     report: &mut dyn FnMut(&AccountSet, Event<'_>),
 ) -> bool {
+    let Turn {
+        settings,
+        now,
+        held,
+        stop,
+    } = turn;
     for i in worker.take_due(now) {
         let r = set.refresh(i);
         let problem = (r == Refresh::Unusable).then(|| {
@@ -130,6 +147,8 @@ fn round(
             .plan(now, &pairs)
             .into_iter()
             .filter(|p| !done.contains(p))
+            // Another PC is syncing into it: its turn comes after that.
+            .filter(|&(_, t)| !held(t))
             .filter(|&(f, t)| {
                 // A dry run changes nothing: a pair is tried again only when a file changes.
                 let key = (set.member(f).digest(), set.member(t).digest());
@@ -218,14 +237,63 @@ pub struct SyncSummary {
     pub in_step: bool,
     /// Accounts that could not be used.
     pub unusable: u32,
+    /// With a mailbox: how it went with the other PCs.
+    pub group: Option<GroupSummary>,
 }
 
-/// Brings the whole set in step once.
+/// How a one-shot sync went with the other PCs of its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupSummary {
+    /// Every account of the other PCs known holds this PC's data, and nothing was arriving
+    /// when it stopped.
+    pub settled: bool,
+    /// Accounts of other PCs known.
+    pub remote_accounts: usize,
+    pub sent: u32,
+    pub failed: u32,
+    pub received: u32,
+}
+
+/// How often the mailbox is read (besides when the node has a deadline).
+const GROUP_POLL: Duration = Duration::from_millis(1000);
+/// A one-shot sync with a mailbox stops when it has been settled this long (the other PCs
+/// see this one's presence a carrier hop later, and may send).
+const SETTLED_FOR: Duration = Duration::from_secs(5);
+
+/// Handles a group's events: another PC's write is svsync's own (known by content), and the
+/// accounts it changed are looked at again for the local pairs.
+fn group_step(
+    g: &mut Group,
+    set: &mut AccountSet,
+    worker: &mut Worker,
+    now: Millis,
+    report: &mut dyn FnMut(&AccountSet, Event<'_>),
+) {
+    g.feed(set);
+    for e in g.step() {
+        if let GroupEvent::Received {
+            local,
+            written: true,
+        } = &e
+        {
+            set.refresh(*local);
+            worker.look_now(now, *local);
+        }
+        report(set, Event::Group(e));
+    }
+}
+
+/// Brings the whole set in step once; with a group, then publishes to the other PCs and takes
+/// what they send, for at most `wait`.
 pub fn sync_set(
     set: &mut AccountSet,
     settings: &Settings,
+    group: Option<(&GroupConfig, Duration)>,
     report: &mut dyn FnMut(&AccountSet, Event<'_>),
-) -> SyncSummary {
+) -> Result<SyncSummary, Failure> {
+    let mut g = group
+        .map(|(cfg, _)| Group::open(cfg, settings))
+        .transpose()?;
     let mut worker = Worker::new(0);
     for i in 0..set.members().len() {
         report(set, Event::Account { index: i });
@@ -236,9 +304,17 @@ pub fn sync_set(
         failed: 0,
         in_step: false,
         unusable: 0,
+        group: None,
     };
     let stop = AtomicBool::new(false);
     let mut dry = HashMap::new();
+    let mut gs = GroupSummary {
+        settled: false,
+        remote_accounts: 0,
+        sent: 0,
+        failed: 0,
+        received: 0,
+    };
     let mut counting = |set: &AccountSet, e: Event<'_>| {
         match &e {
             Event::Synced { .. } => summary.syncs += 1,
@@ -247,26 +323,85 @@ pub fn sync_set(
                 summary.failed += 1;
             }
             Event::Notice(Notice::Unusable { .. }) => summary.unusable += 1,
+            Event::Group(GroupEvent::Sent { outcome, .. }) => match outcome {
+                crate::protocol::sender::Outcome::Complete { .. } => gs.sent += 1,
+                _ => gs.failed += 1,
+            },
+            Event::Group(GroupEvent::Received { .. }) => gs.received += 1,
+            Event::Group(GroupEvent::Failed(_)) => gs.failed += 1,
             _ => {}
         }
         report(set, e);
     };
+    let never = |_| false;
     round(
         set,
         &mut worker,
-        settings,
-        0,
+        Turn {
+            settings,
+            now: 0,
+            held: &never,
+            stop: &stop,
+        },
         &mut dry,
-        &stop,
         &mut counting,
     );
+    let mut settled = false;
+    if let (Some(g), Some((_, wait))) = (g.as_mut(), group) {
+        for i in 0..set.members().len() {
+            g.add(set, i)?;
+        }
+        let start = Instant::now();
+        let mut quiet_since: Option<Instant> = None;
+        loop {
+            let t = start.elapsed().as_millis() as Millis;
+            group_step(g, set, &mut worker, t, &mut counting);
+            let held = |i| g.is_receiving(i);
+            round(
+                set,
+                &mut worker,
+                Turn {
+                    settings,
+                    now: t,
+                    held: &held,
+                    stop: &stop,
+                },
+                &mut dry,
+                &mut counting,
+            );
+            if g.is_settled() {
+                let since = *quiet_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= SETTLED_FOR {
+                    settled = true;
+                    break;
+                }
+            } else {
+                quiet_since = None;
+            }
+            if start.elapsed() >= wait {
+                break;
+            }
+            let pause = g
+                .deadline()
+                .map_or(GROUP_POLL, |d| {
+                    Duration::from_millis(d.saturating_sub(crate::time::now_ms()))
+                })
+                .clamp(Duration::from_millis(50), GROUP_POLL);
+            std::thread::sleep(pause);
+        }
+    }
+    if let Some(g) = &g {
+        gs.settled = settled;
+        gs.remote_accounts = g.remote_accounts();
+        summary.group = Some(gs);
+    }
     summary.in_step = if settings.dry_run {
         false
     } else {
         set.out_of_step().is_empty()
     };
     set.save_cache();
-    summary
+    Ok(summary)
 }
 
 /// Settings of a watch.
@@ -277,6 +412,8 @@ pub struct WatchConfig {
     pub poll: Option<Duration>,
     /// With `--all`: the WoW, flavor or WTF folder to look for accounts in, again and again.
     pub discover: Option<PathBuf>,
+    /// With `--mailbox`: the group of PCs to keep in step with too.
+    pub group: Option<GroupConfig>,
 }
 
 /// How often `--all` looks for new accounts.
@@ -330,21 +467,41 @@ pub fn watch(
         report(set, Event::Account { index: i });
         Ok(())
     };
+    let mut group = config
+        .group
+        .as_ref()
+        .map(|c| Group::open(c, &config.settings))
+        .transpose()?;
     for i in 0..set.members().len() {
         add(set, &mut worker, &mut fs, &mut locks, i, report)?;
+        if let Some(g) = group.as_mut() {
+            g.add(set, i)?;
+        }
     }
+    let mut last_group_step: Option<Instant> = None;
     let mut last_discovery = Instant::now();
     let mut dry = HashMap::new();
     let mut busy = true;
     while !stop.load(Ordering::SeqCst) {
         let t = now();
+        if let Some(g) = group.as_mut()
+            && (last_group_step.is_none_or(|l| l.elapsed() >= GROUP_POLL)
+                || g.deadline().is_some_and(|d| d <= crate::time::now_ms()))
+        {
+            last_group_step = Some(Instant::now());
+            group_step(g, set, &mut worker, t, report);
+        }
+        let held = |i| group.as_ref().is_some_and(|g| g.is_receiving(i));
         if round(
             set,
             &mut worker,
-            &config.settings,
-            t,
+            Turn {
+                settings: &config.settings,
+                now: t,
+                held: &held,
+                stop,
+            },
             &mut dry,
-            stop,
             report,
         ) {
             busy = true;
@@ -364,6 +521,9 @@ pub fn watch(
                     let i = set.add(account);
                     if i == known {
                         add(set, &mut worker, &mut fs, &mut locks, i, report)?;
+                        if let Some(g) = group.as_mut() {
+                            g.add(set, i)?;
+                        }
                     }
                 }
             }

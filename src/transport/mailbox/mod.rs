@@ -38,6 +38,8 @@ pub const MARKER: &str = "svsync-mailbox.txt";
 
 /// How long a file that is not whole yet is given before it is reported (a carrier that writes
 /// in place, or a slow disk).
+/// Round trips remembered for the retry timing.
+const RTT_SAMPLES: usize = 16;
 const INCOMPLETE_GRACE_MS: Millis = 10 * 60 * 1000;
 /// A peer's own files older than this are deleted whoever read them.
 const MAX_AGE_MS: Millis = 24 * 60 * 60 * 1000;
@@ -337,6 +339,8 @@ pub struct Mailbox<F: Folder = OsFolder> {
     acked: BTreeMap<String, u64>,
     /// Files already reported or ignored for good.
     ignored: BTreeSet<String>,
+    /// Recent round trips through the carrier (milliseconds).
+    rtts: std::collections::VecDeque<Millis>,
     /// Outboxes read to the end with nothing left to look at again: the folder's version then.
     listed: BTreeMap<String, u64>,
     peers: BTreeMap<String, PeerSeen>,
@@ -390,6 +394,12 @@ impl<F: Folder> Mailbox<F> {
             .copied()
             .unwrap_or(0);
         state.next_seq = state.next_seq.max(highest + 1);
+        // The peers and their accounts as the folder shows them now: a restarted peer knows
+        // whom to send to without waiting for their next presence message.
+        let peers = survey(&folder, &cfg.key)
+            .into_iter()
+            .filter(|(id, _)| *id != state.id)
+            .collect();
         let mut mb = Mailbox {
             folder,
             cfg,
@@ -403,7 +413,8 @@ impl<F: Folder> Mailbox<F> {
             acked: BTreeMap::new(),
             ignored: BTreeSet::new(),
             listed: BTreeMap::new(),
-            peers: BTreeMap::new(),
+            rtts: std::collections::VecDeque::new(),
+            peers,
             notices: Vec::new(),
             dirty: true,
             written: 0,
@@ -653,6 +664,17 @@ impl<F: Folder> Mailbox<F> {
         seen.last_seen = seen.last_seen.max(f.time);
         if let Some((_, s)) = f.acks.iter().find(|(p, _)| *p == me) {
             let a = self.acked.entry(f.from.clone()).or_insert(0);
+            if *s > *a
+                && let Some((_, written)) = self.own.get(s)
+            {
+                // A round trip through the carrier: from writing a flight to reading the
+                // first answer that acknowledges it.
+                if self.rtts.len() == RTT_SAMPLES {
+                    self.rtts.pop_front();
+                }
+                self.rtts
+                    .push_back(self.cfg.clock.now().saturating_sub(*written));
+            }
             *a = (*a).max(*s);
         }
         if !f.to.iter().any(|p| *p == "*" || *p == me) {
@@ -789,6 +811,58 @@ pub fn flight_path(outbox: &str, seq: u64) -> String {
     format!("{outbox}/{seq:010}.msgs")
 }
 
+/// The peers of a group as the folder shows them now, read without changing anything (no
+/// peer id is made, nothing is marked read): for `svsync status --mailbox`. Each outbox's
+/// newest flights are read until one authenticates; files of other groups, damaged ones and
+/// the engines' side files are skipped. Peers sorted by name.
+pub fn survey<F: Folder>(folder: &F, key: &GroupKey) -> Vec<(String, PeerSeen)> {
+    /// How many of an outbox's newest files are tried (a hostile folder can hold many).
+    const TRIES: usize = 64;
+    let mut out = Vec::new();
+    let mut outboxes: Vec<String> = folder
+        .list("")
+        .into_iter()
+        .filter(|n| is_peer_id(n))
+        .collect();
+    outboxes.sort();
+    for peer in outboxes {
+        let mut seen: Option<PeerSeen> = None;
+        for seq in list_flights(folder, &peer).into_iter().rev().take(TRIES) {
+            let Some((bytes, _)) = folder.read(&flight_path(&peer, seq)) else {
+                continue;
+            };
+            let Ok(f) = Flight::decode(&bytes, key) else {
+                continue;
+            };
+            if f.from != peer || f.seq != seq {
+                continue;
+            }
+            let s = seen.get_or_insert_with(|| PeerSeen {
+                name: f.name.clone(),
+                last_seen: f.time,
+                accounts: BTreeMap::new(),
+            });
+            for l in f.letters.iter().filter(|l| l.to == "*") {
+                if let Ok(crate::protocol::wire::Message::Online { toon, account, .. }) =
+                    crate::protocol::wire::Message::decode(&l.bytes)
+                {
+                    s.accounts
+                        .entry(account.to_string())
+                        .or_insert_with(|| toon.to_string());
+                }
+            }
+            if !s.accounts.is_empty() {
+                break;
+            }
+        }
+        if let Some(s) = seen {
+            out.push((peer, s));
+        }
+    }
+    out.sort_by(|a, b| (&a.1.name, &a.0).cmp(&(&b.1.name, &b.0)));
+    out
+}
+
 /// Prepares a folder to be a mailbox: the marker file and an ignore file for Syncthing.
 pub fn init(dir: &Path, key: &GroupKey) -> Result<(), TransportError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
@@ -811,8 +885,19 @@ pub fn init(dir: &Path, key: &GroupKey) -> Result<(), TransportError> {
 }
 
 impl<F: Folder> Transport for Mailbox<F> {
+    /// Adapts to the carrier: a few times the fastest recent round trip (a peer that answers
+    /// at once shows the carrier's own delay; slower samples include the peer's pauses), from
+    /// 5 s to 10 minutes; until a round trip was seen, the configured timing. Senders give up
+    /// after about 10 minutes of silence either way (the node then tries again later).
     fn timing(&self) -> Timing {
-        self.cfg.timing
+        let Some(fastest) = self.rtts.iter().min() else {
+            return self.cfg.timing;
+        };
+        let retry_ms = (3 * fastest + 2_000).clamp(5_000, 600_000);
+        Timing {
+            retry_ms,
+            max_retries: (600_000 / retry_ms).clamp(1, 120) as u32,
+        }
     }
 
     fn now(&self) -> Millis {

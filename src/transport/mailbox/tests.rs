@@ -245,3 +245,44 @@ fn a_lost_flight_is_skipped_after_a_while_and_its_writer_cleans_up() {
     );
     assert!(list_flights(&folder, &id).is_empty());
 }
+
+#[test]
+fn retry_timing_follows_the_carriers_round_trips() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = GroupKey::new([3u8; 32]);
+    let now = std::rc::Rc::new(std::cell::Cell::new(1_000_000));
+    let clock = Clock::Virtual(std::rc::Rc::clone(&now));
+    let folder = MemFolder::new(clock.clone());
+    let open = |name: &str| {
+        let mut cfg = config(tmp.path(), name, &key);
+        cfg.clock = clock.clone();
+        cfg.timing = Timing {
+            retry_ms: 30_000,
+            max_retries: 20,
+        };
+        Mailbox::with_folder(folder.clone(), cfg).unwrap()
+    };
+    let (mut a, mut b) = (open("pc-one"), open("pc-two"));
+    a.add_local("MAIN", "local:/a");
+    b.add_local("ALT", "local:/b");
+    assert_eq!(a.timing().retry_ms, 30_000, "nothing measured yet");
+    // Each answer comes 2 s after the question: retries follow at a few round trips.
+    for _ in 0..3 {
+        a.send("local:/a", &remote_addr(b.id(), "ALT"), vec![msg(1)])
+            .unwrap();
+        a.flush().unwrap();
+        now.set(now.get() + 1_000);
+        assert_eq!(b.recv().unwrap().len(), 1);
+        b.send("local:/b", &remote_addr(a.id(), "MAIN"), vec![msg(2)])
+            .unwrap();
+        b.flush().unwrap();
+        now.set(now.get() + 1_000);
+        assert_eq!(a.recv().unwrap().len(), 1);
+    }
+    let t = a.timing();
+    assert_eq!(t.retry_ms, 8_000, "{t:?}");
+    assert!(
+        t.max_retries >= 60,
+        "still about 10 minutes before giving up: {t:?}"
+    );
+}

@@ -1,0 +1,332 @@
+//! Two PCs (two WoW folders, two state folders) kept in step through one shared mailbox
+//! folder, by the real binary: `mailbox init`, `watch --mailbox`, `sync --mailbox`,
+//! `status --mailbox`, `sessions reset --peer`, and hostile files in the folder.
+
+use std::path::{Path, PathBuf};
+
+use crate::watch_cli::{Watch, Wow};
+
+pub struct Group {
+    pub dir: tempfile::TempDir,
+}
+
+impl Group {
+    /// A mailbox folder and its key, made by `svsync mailbox init`.
+    pub fn new() -> Group {
+        let g = Group {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        assert_cmd::Command::cargo_bin("svsync")
+            .unwrap()
+            .args(["mailbox", "init"])
+            .arg(g.mailbox())
+            .arg("--key-file")
+            .arg(g.key())
+            .assert()
+            .success();
+        g
+    }
+
+    pub fn mailbox(&self) -> PathBuf {
+        self.dir.path().join("shared mailbox")
+    }
+
+    pub fn key(&self) -> PathBuf {
+        self.dir.path().join("guild.key")
+    }
+
+    /// The flags of a command that joins this group as `name`, with mailbox `dir`.
+    pub fn args_for(&self, dir: &Path, name: &str) -> Vec<String> {
+        vec![
+            "--mailbox".into(),
+            dir.display().to_string(),
+            "--group-key-file".into(),
+            self.key().display().to_string(),
+            "--name".into(),
+            name.into(),
+        ]
+    }
+
+    pub fn args(&self, name: &str) -> Vec<String> {
+        self.args_for(&self.mailbox(), name)
+    }
+}
+
+/// `watch ALPHA --wtf ... --mailbox ...` on one PC.
+pub fn watch_pc(wow: &Wow, group_args: &[String]) -> Watch {
+    let mut args: Vec<String> = vec![
+        "ALPHA".into(),
+        "--wtf".into(),
+        wow.root().join("_retail_").display().to_string(),
+    ];
+    args.extend(group_args.iter().cloned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Watch::start(wow, &args)
+}
+
+/// PC 1 and PC 2 each hold ALPHA, with a toon of their own.
+pub fn two_pcs() -> (Wow, Wow) {
+    let (one, two) = (Wow::new(), Wow::new());
+    one.save_with_toon("ALPHA", "Pcone-Eonar");
+    two.save_with_toon("ALPHA", "Pctwo-Eonar");
+    (one, two)
+}
+
+/// Saves on each side reach the other; after PC 2's watch restarts, a new save still does.
+pub fn exchange(one: &Wow, two: &Wow, args_one: &[String], args_two: &[String]) {
+    let w1 = watch_pc(one, args_one);
+    let w2 = watch_pc(two, args_two);
+    w2.wait_until("PC 1's toon on PC 2", || two.has("ALPHA", "Pcone-Eonar"));
+    w1.wait_until("PC 2's toon on PC 1", || one.has("ALPHA", "Pctwo-Eonar"));
+    // A save on PC 1 while both run.
+    one.save_with_toon("ALPHA", "Later-Eonar");
+    w2.wait_until("PC 1's later save on PC 2", || {
+        two.has("ALPHA", "Later-Eonar")
+    });
+    // PC 2 stops; PC 1 saves; PC 2 starts again and catches up, and its own new save arrives.
+    drop(w2);
+    one.save_with_toon("ALPHA", "Whileaway-Eonar");
+    two.save_with_toon("ALPHA", "Backagain-Eonar");
+    let w2 = watch_pc(two, args_two);
+    w2.wait_until("PC 1's save made while PC 2 was off", || {
+        two.has("ALPHA", "Whileaway-Eonar")
+    });
+    w1.wait_until("PC 2's save after its restart", || {
+        one.has("ALPHA", "Backagain-Eonar")
+    });
+    // Every file svsync wrote loads in Lua 5.1.
+    for w in [one, two] {
+        crate::support::lua51_globals(&w.read("ALPHA")).unwrap();
+    }
+}
+
+#[test]
+fn two_pcs_through_a_shared_folder_exchange_saves_and_survive_a_restart() {
+    let g = Group::new();
+    let (one, two) = two_pcs();
+    exchange(&one, &two, &g.args("PC one"), &g.args("PC two"));
+
+    // Status lists both PCs, their accounts and the last sync, read only.
+    let before = files_under(&g.mailbox());
+    let out = one
+        .svsync()
+        .args(["status", "--json"])
+        .args(&g.args("x")[..4])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let peers = doc["peers"].as_array().unwrap();
+    assert_eq!(peers.len(), 2, "{doc}");
+    for p in peers {
+        assert!(["PC one", "PC two"].contains(&p["name"].as_str().unwrap()));
+        assert_eq!(p["accounts"], serde_json::json!(["ALPHA"]));
+        assert_eq!(p["online"], true);
+        assert!(p["last_seen"].as_str().unwrap().starts_with("20"));
+        let this = p["this_pc"].as_bool().unwrap();
+        assert_eq!(this, p["name"] == "PC one");
+        if !this {
+            assert!(p["last_sync"].as_str().is_some(), "{doc}");
+        }
+    }
+    assert_eq!(
+        files_under(&g.mailbox()),
+        before,
+        "status wrote into the mailbox"
+    );
+
+    // Sessions with one PC can be cleared alone.
+    let id = peers.iter().find(|p| p["name"] == "PC two").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = one
+        .svsync()
+        .args(["sessions", "reset", "--json", "--peer", &id])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let cleared: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(cleared["cleared"].as_u64().unwrap() > 0, "{cleared}");
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect()
+}
+
+#[test]
+fn a_one_shot_sync_meets_a_watching_pc_and_exits_0() {
+    let g = Group::new();
+    let (one, two) = two_pcs();
+    let w1 = watch_pc(&one, &g.args("PC one"));
+    let out = two
+        .svsync()
+        .args(["sync", "ALPHA", "--wtf"])
+        .arg(two.root().join("_retail_"))
+        .args(g.args("PC two"))
+        .args(["--wait", "90"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("hold this PC's data"), "{text}");
+    w1.wait_until("PC 2's toon on PC 1", || one.has("ALPHA", "Pctwo-Eonar"));
+    assert!(two.has("ALPHA", "Pcone-Eonar"), "{text}");
+}
+
+#[test]
+fn files_from_outside_the_group_change_nothing_and_are_reported() {
+    use svsync::transport::mailbox::flight::{Flight, GroupKey, Letter};
+    let g = Group::new();
+    let (one, _) = two_pcs();
+    let before = one.read("ALPHA");
+    // A stranger's outbox: a well-formed flight under another key, offering data to everyone,
+    // a damaged file, and an oversized one.
+    let outbox = g.mailbox().join("00112233aabbccdd");
+    std::fs::create_dir_all(&outbox).unwrap();
+    let forged = Flight {
+        from: "00112233aabbccdd".into(),
+        name: "\u{1b}[31mevil\u{7}".into(),
+        seq: 1,
+        to: vec!["*".into()],
+        time: 0,
+        acks: Vec::new(),
+        letters: vec![Letter {
+            from: "EVIL".into(),
+            peer: "*".into(),
+            to: "*".into(),
+            bytes: b"GH_ONLINE\tEvil-Eonar\tEVIL\t1".to_vec(),
+        }],
+    };
+    let stranger = GroupKey::new([7u8; 32]);
+    std::fs::write(outbox.join("0000000001.msgs"), forged.encode(&stranger)).unwrap();
+    std::fs::write(outbox.join("0000000002.msgs"), b"\x00\xffnot a flight\n").unwrap();
+    std::fs::write(outbox.join("0000000003.msgs"), vec![b'x'; 40 << 20]).unwrap();
+    let w = watch_pc(&one, &g.args("PC one"));
+    w.wait_for("the forged file to be reported", |l| {
+        l.iter()
+            .any(|x| x.contains("0000000001.msgs") && x.contains("not from this group"))
+    });
+    w.wait_for("the oversized file to be reported", |l| {
+        l.iter().any(|x| x.contains("0000000003.msgs"))
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let lines = w.lines();
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains('\u{1b}') && !l.contains('\u{7}')),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("0000000001.msgs"))
+            .count(),
+        1,
+        "told once: {lines:?}"
+    );
+    drop(w);
+    assert_eq!(one.read("ALPHA"), before, "the account file changed");
+    // Status does not list the stranger.
+    let out = one
+        .svsync()
+        .args(["status", "--json"])
+        .args(&g.args("x")[..4])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = doc["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["PC one"], "{doc}");
+}
+
+#[test]
+fn the_group_key_is_made_once_kept_out_of_the_folder_and_required() {
+    let g = Group::new();
+    let key = std::fs::read_to_string(g.key()).unwrap();
+    assert_eq!(key.trim().len(), 64);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(g.key()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the key is readable by others: {mode:o}");
+    }
+    let cmd = || assert_cmd::Command::cargo_bin("svsync").unwrap();
+    // An existing key is never replaced; a key inside the folder is refused.
+    let out = cmd()
+        .args(["mailbox", "init"])
+        .arg(g.mailbox())
+        .arg("--key-file")
+        .arg(g.key())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(g.key()).unwrap(), key);
+    let out = cmd()
+        .args(["mailbox", "init"])
+        .arg(g.mailbox())
+        .arg("--key-file")
+        .arg(g.mailbox().join("sub").join("..").join("k.key"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must not be inside"));
+    // --mailbox needs the key; a wrong key file is a sentence and 2; a folder that is not a
+    // mailbox says how to make one.
+    let wow = Wow::new();
+    let wtf = wow.root().join("_retail_");
+    let out = wow
+        .svsync()
+        .args(["sync", "ALPHA", "--wtf"])
+        .arg(&wtf)
+        .arg("--mailbox")
+        .arg(g.mailbox())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--group-key-file"));
+    std::fs::write(g.dir.path().join("bad.key"), "not a key").unwrap();
+    let out = wow
+        .svsync()
+        .args(["sync", "ALPHA", "--wtf"])
+        .arg(&wtf)
+        .arg("--mailbox")
+        .arg(g.mailbox())
+        .arg("--group-key-file")
+        .arg(g.dir.path().join("bad.key"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("64 hex digits"));
+    let out = wow
+        .svsync()
+        .args(["sync", "ALPHA", "--wtf"])
+        .arg(&wtf)
+        .arg("--mailbox")
+        .arg(g.dir.path())
+        .arg("--group-key-file")
+        .arg(g.key())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("svsync mailbox init"));
+}
