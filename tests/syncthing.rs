@@ -258,3 +258,89 @@ fn two_pcs_through_two_real_syncthings() {
         .collect();
     assert!(conflicts.is_empty(), "{conflicts:?}");
 }
+
+/// Files that appeared in each outbox of `dir`, by polling (for counting flights).
+fn note_flights(dir: &Path, seen: &mut std::collections::BTreeSet<PathBuf>) {
+    for e in walkdir::WalkDir::new(dir).into_iter().flatten() {
+        if e.file_name().to_string_lossy().ends_with(".msgs")
+            && let Ok(rel) = e.path().strip_prefix(dir)
+        {
+            seen.insert(rel.to_path_buf());
+        }
+    }
+}
+
+/// A measurement, not a check: a guild-sized roster (2,000 members) from PC 1 to PC 2 through
+/// two real Syncthing instances. Prints the seconds and the flights each side wrote.
+///
+/// `cargo test --release --test integration -- --ignored --nocapture guild_sized`
+#[test]
+#[ignore = "a measurement for docs/BENCHMARKS.md"]
+fn guild_sized_sync_through_syncthing() {
+    if syncthing_missing() {
+        eprintln!("skipped: `syncthing` is not installed here");
+        return;
+    }
+    let g = Group::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir_one, dir_two) = (g.mailbox(), tmp.path().join("two"));
+    std::fs::create_dir_all(&dir_two).unwrap();
+    let mut st_one = Syncthing::new(&tmp.path().join("st one"));
+    let mut st_two = Syncthing::new(&tmp.path().join("st two"));
+    st_one.start();
+    st_two.start();
+    st_one.share(&st_two, &dir_one);
+    st_two.share(&st_one, &dir_two);
+    while !dir_two.join(svsync::transport::mailbox::MARKER).is_file() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (one, two) = (crate::watch_cli::Wow::new(), crate::watch_cli::Wow::new());
+    let big = svsync::synthetic::guildhelper_file(5_000_000, svsync::lua::Layout::default());
+    one.put("_retail_", "ALPHA", &big);
+    let w2 = crate::mailbox_cli::watch_pc(&two, &g.args_for(&dir_two, "PC two"));
+    // PC 2's presence reaches PC 1 first, so that PC 1 starts sending as soon as it runs.
+    let start = Instant::now();
+    while walkdir::WalkDir::new(&dir_one)
+        .into_iter()
+        .flatten()
+        .all(|e| !e.file_name().to_string_lossy().ends_with(".msgs"))
+    {
+        assert!(start.elapsed() < PATIENCE);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut before = std::collections::BTreeSet::new();
+    note_flights(&dir_one, &mut before);
+    let w1 = crate::mailbox_cli::watch_pc(&one, &g.args_for(&dir_one, "PC one"));
+    let start = Instant::now();
+    let mut seen = before.clone();
+    let text = String::from_utf8_lossy(&big).into_owned();
+    let last_toon = text
+        .split("[\"roster\"] = {")
+        .nth(1)
+        .and_then(|r| r.split('"').nth(1))
+        .unwrap()
+        .to_string();
+    while !(two.has("ALPHA", &last_toon) && w1.lines().iter().any(|l| l.contains("merged there"))) {
+        note_flights(&dir_one, &mut seen);
+        note_flights(&dir_two, &mut seen);
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "{:?}",
+            w1.lines()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = start.elapsed();
+    let new: Vec<_> = seen.difference(&before).collect();
+    eprintln!(
+        "2,000-member roster ({} bytes) PC 1 -> PC 2 through Syncthing: {:.1} s, {} flight files \
+         written by the two PCs during the sync",
+        big.len(),
+        took.as_secs_f64(),
+        new.len()
+    );
+    for f in &new {
+        eprintln!("  {}", f.display());
+    }
+    drop((w1, w2));
+}

@@ -388,3 +388,117 @@ pub struct RestoredDoc {
     pub file: String,
     pub backup_of_current: Option<String>,
 }
+
+/// One line of `watch --json` and `sync --json`: an event, named by `"event"`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventJson {
+    Account {
+        time: String,
+        account: String,
+        flavor: Option<String>,
+        file: String,
+    },
+    Sync {
+        time: String,
+        from: String,
+        to: String,
+        #[serde(flatten)]
+        doc: MergeDoc,
+    },
+    SyncFailed {
+        time: String,
+        from: String,
+        to: String,
+        reason: String,
+    },
+    Failing {
+        time: String,
+        from: String,
+        to: String,
+        reason: String,
+        retry_in_s: u64,
+    },
+    Recovered {
+        time: String,
+        from: String,
+        to: String,
+    },
+    Waiting {
+        time: String,
+        account: String,
+        reason: String,
+        backups: Vec<String>,
+    },
+    Usable {
+        time: String,
+        account: String,
+    },
+    InStep {
+        time: String,
+        accounts: usize,
+    },
+    /// A local account's data sent to an account of another PC (`to`: `PC/ACCOUNT`).
+    GroupSent {
+        time: String,
+        from: String,
+        to: String,
+        outcome: String,
+        written: Option<bool>,
+    },
+    GroupReceived {
+        time: String,
+        account: String,
+        written: bool,
+    },
+    GroupIgnored {
+        time: String,
+        file: String,
+        reason: String,
+    },
+    GroupError {
+        time: String,
+        reason: String,
+    },
+    Stopped {
+        time: String,
+    },
+    Error {
+        time: String,
+        reason: String,
+    },
+    /// The last line of `sync --json`.
+    Done {
+        accounts: usize,
+        syncs: u32,
+        failed: u32,
+        in_step: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group: Option<GroupDoneJson>,
+    },
+}
+
+impl EventJson {
+    pub fn print(&self) {
+        println!("{}", serde_json::to_string(self).unwrap_or_default());
+    }
+}
+
+/// How `sync --mailbox` went with the other PCs.
+#[derive(Debug, Serialize)]
+pub struct GroupDoneJson {
+    pub settled: bool,
+    pub remote_accounts: usize,
+    pub sent: u32,
+    pub received: u32,
+    pub failed: u32,
+}
+
+/// `svsync mailbox init --json`.
+#[derive(Debug, Serialize)]
+pub struct MailboxInitDoc {
+    pub mailbox: String,
+    pub key_file: String,
+    /// The group key's fingerprint (also the name of the group's state folder).
+    pub group: String,
+}

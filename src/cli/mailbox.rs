@@ -2,12 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
 use svsync::failure::Failure;
 use svsync::text::printable_path;
 use svsync::transport::mailbox::flight::GroupKey;
 
 use super::exit::Exit;
+use super::json::MailboxInitDoc;
 
 #[derive(Debug, clap::Args)]
 pub struct MailboxArgs {
@@ -39,12 +39,12 @@ pub fn run(args: &MailboxArgs) -> Exit {
         } => match init(dir, key_file) {
             Ok(key) => {
                 if *json {
-                    println!(
-                        "{}",
-                        json!({"mailbox": dir.display().to_string(),
-                               "key_file": key_file.display().to_string(),
-                               "group": key.fingerprint()})
-                    );
+                    let doc = MailboxInitDoc {
+                        mailbox: dir.display().to_string(),
+                        key_file: key_file.display().to_string(),
+                        group: key.fingerprint(),
+                    };
+                    println!("{}", serde_json::to_string(&doc).unwrap_or_default());
                 } else {
                     println!(
                         "Prepared the mailbox {} (group {}).\n\

@@ -97,7 +97,11 @@ account that is no longer in step is synced, in both directions, including the o
 saved. svsync's own writes never trigger a sync back. SIGINT, SIGTERM and Ctrl-C finish a write
 in progress and exit 0; a sync that fails is tried again, with a line when that starts and ends.
 --json prints one JSON object per line per event (account, sync, sync_failed, failing,
-recovered, waiting, usable, in_step, stopped).
+recovered, waiting, usable, in_step, group_sent, group_received, group_ignored, group_error,
+stopped, error).
+
+With --mailbox DIR --group-key-file FILE (see `svsync mailbox init`), the accounts are also kept
+in step with the accounts of the other PCs that share DIR.
 
 Examples:
   svsync watch --all --wtf \"C:\\Program Files (x86)\\World of Warcraft\\_retail_\"

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use svsync::failure::Failure;
 use svsync::peer::pair::PairReport;
 use svsync::protocol::sender::Outcome;
@@ -18,7 +17,7 @@ use svsync::watch::{Event, Settings, WatchConfig, sync_set, watch};
 
 use super::common::{MailboxArgs, SyncArgs};
 use super::exit::Exit;
-use super::json::MergeDoc;
+use super::json::{EventJson, GroupDoneJson, MergeDoc};
 
 /// Which accounts: named ones, or every one under a folder.
 #[derive(Debug, Clone, clap::Args)]
@@ -147,31 +146,30 @@ struct Printer {
 }
 
 impl Printer {
-    fn json_line(&self, v: Value) {
-        println!("{v}");
-    }
-
     fn event(&mut self, set: &AccountSet, e: Event<'_>) {
         let at = clock();
         match e {
             Event::Account { index } => {
                 let m = set.member(index);
                 if self.json {
-                    self.json_line(json!({
-                        "event": "account", "time": at, "account": m.account.name,
-                        "flavor": m.account.flavor, "file": m.account.file.display().to_string(),
-                    }));
+                    EventJson::Account {
+                        time: at,
+                        account: m.account.name.clone(),
+                        flavor: m.account.flavor.clone(),
+                        file: m.account.file.display().to_string(),
+                    }
+                    .print();
                 }
             }
             Event::Synced { from, to, report } => {
                 if self.json {
-                    let mut v = serde_json::to_value(MergeDoc::of(report, self.dry_run))
-                        .unwrap_or_default();
-                    v["event"] = "sync".into();
-                    v["time"] = at.into();
-                    v["from"] = set.member(from).account.name.clone().into();
-                    v["to"] = set.member(to).account.name.clone().into();
-                    self.json_line(v);
+                    EventJson::Sync {
+                        time: at,
+                        from: set.member(from).account.name.clone(),
+                        to: set.member(to).account.name.clone(),
+                        doc: MergeDoc::of(report, self.dry_run),
+                    }
+                    .print();
                 } else {
                     println!(
                         "{at} {} -> {}: {}",
@@ -184,11 +182,13 @@ impl Printer {
             Event::SyncFailed { from, to, failure } => {
                 self.failed_io |= Exit::of(failure) == Exit::Usage;
                 if self.json {
-                    self.json_line(json!({
-                        "event": "sync_failed", "time": at,
-                        "from": set.member(from).account.name, "to": set.member(to).account.name,
-                        "reason": failure.to_string(),
-                    }));
+                    EventJson::SyncFailed {
+                        time: at,
+                        from: set.member(from).account.name.clone(),
+                        to: set.member(to).account.name.clone(),
+                        reason: failure.to_string(),
+                    }
+                    .print();
                 }
                 // In text, a failing pair is told once (see the notice), not at every attempt.
             }
@@ -198,7 +198,11 @@ impl Printer {
             Event::InStep => {
                 let n = set.members().len();
                 if self.json {
-                    self.json_line(json!({"event": "in_step", "time": at, "accounts": n}));
+                    EventJson::InStep {
+                        time: at,
+                        accounts: n,
+                    }
+                    .print();
                 } else {
                     println!("{at} all {n} accounts in step");
                 }
@@ -215,10 +219,14 @@ impl Printer {
                     Outcome::Failed(f) => (f.to_string(), None),
                 };
                 if self.json {
-                    self.json_line(json!({
-                        "event": "group_sent", "time": at, "from": set.member(from).account.name,
-                        "to": to, "outcome": what, "written": written,
-                    }));
+                    EventJson::GroupSent {
+                        time: at.to_string(),
+                        from: set.member(from).account.name.clone(),
+                        to,
+                        outcome: what,
+                        written,
+                    }
+                    .print();
                 } else if let Some(w) = written {
                     println!(
                         "{at} {} -> {}: {}",
@@ -237,20 +245,24 @@ impl Printer {
             }
             GroupEvent::Received { local, written } => {
                 if self.json {
-                    self.json_line(json!({
-                        "event": "group_received", "time": at,
-                        "account": set.member(local).account.name, "written": written,
-                    }));
+                    EventJson::GroupReceived {
+                        time: at.to_string(),
+                        account: set.member(local).account.name.clone(),
+                        written,
+                    }
+                    .print();
                 } else if written {
                     println!("{at} {}: merged data from another PC", name(set, local));
                 }
             }
             GroupEvent::Ignored { path, why } => {
                 if self.json {
-                    self.json_line(json!({
-                        "event": "group_ignored", "time": at,
-                        "file": path.display().to_string(), "reason": why,
-                    }));
+                    EventJson::GroupIgnored {
+                        time: at.to_string(),
+                        file: path.display().to_string(),
+                        reason: why,
+                    }
+                    .print();
                 } else {
                     println!(
                         "{at} ignored a file in the mailbox: {} ({})",
@@ -261,9 +273,11 @@ impl Printer {
             }
             GroupEvent::Failed(f) => {
                 if self.json {
-                    self.json_line(json!({
-                        "event": "group_error", "time": at, "reason": f.to_string(),
-                    }));
+                    EventJson::GroupError {
+                        time: at.to_string(),
+                        reason: f.to_string(),
+                    }
+                    .print();
                 } else {
                     println!("{at} mailbox: {}", printable(&f.to_string()));
                 }
@@ -281,11 +295,14 @@ impl Printer {
                 ..
             } => {
                 if self.json {
-                    self.json_line(json!({
-                        "event": "failing", "time": at,
-                        "from": set.member(from).account.name, "to": set.member(to).account.name,
-                        "reason": reason, "retry_in_s": retry_in / 1000,
-                    }));
+                    EventJson::Failing {
+                        time: at.to_string(),
+                        from: set.member(from).account.name.clone(),
+                        to: set.member(to).account.name.clone(),
+                        reason,
+                        retry_in_s: retry_in / 1000,
+                    }
+                    .print();
                 } else {
                     println!(
                         "{at} {} -> {}: failed: {}; trying again from time to time",
@@ -297,10 +314,12 @@ impl Printer {
             }
             Notice::PairRecovered { from, to } => {
                 if self.json {
-                    self.json_line(json!({
-                        "event": "recovered", "time": at,
-                        "from": set.member(from).account.name, "to": set.member(to).account.name,
-                    }));
+                    EventJson::Recovered {
+                        time: at.to_string(),
+                        from: set.member(from).account.name.clone(),
+                        to: set.member(to).account.name.clone(),
+                    }
+                    .print();
                 } else {
                     println!("{at} {} -> {}: works again", name(set, from), name(set, to));
                 }
@@ -311,11 +330,13 @@ impl Printer {
                 let m = set.member(account);
                 let backups = svsync::fsio::write::backups(&m.real);
                 if self.json {
-                    self.json_line(json!({
-                        "event": "waiting", "time": at, "account": m.account.name,
-                        "reason": reason,
-                        "backups": backups.iter().map(|b| b.display().to_string()).collect::<Vec<_>>(),
-                    }));
+                    EventJson::Waiting {
+                        time: at.to_string(),
+                        account: m.account.name.clone(),
+                        reason: reason.clone(),
+                        backups: backups.iter().map(|b| b.display().to_string()).collect(),
+                    }
+                    .print();
                 } else {
                     let hint = match backups.last() {
                         Some(b) => format!("; latest backup: {}", printable_path(b)),
@@ -330,9 +351,11 @@ impl Printer {
             }
             Notice::Usable { account } => {
                 if self.json {
-                    self.json_line(json!({
-                        "event": "usable", "time": at, "account": set.member(account).account.name,
-                    }));
+                    EventJson::Usable {
+                        time: at.to_string(),
+                        account: set.member(account).account.name.clone(),
+                    }
+                    .print();
                 } else {
                     println!("{at} {}: readable again", name(set, account));
                 }
@@ -404,7 +427,7 @@ pub fn run_watch(args: &WatchArgs) -> Exit {
     match result {
         Ok(()) => {
             if json {
-                println!("{}", json!({"event": "stopped", "time": clock()}));
+                EventJson::Stopped { time: clock() }.print();
             } else {
                 println!("{} stopped.", clock());
             }
@@ -412,10 +435,11 @@ pub fn run_watch(args: &WatchArgs) -> Exit {
         }
         Err(f) => {
             if json {
-                println!(
-                    "{}",
-                    json!({"event": "error", "time": clock(), "reason": f.to_string()})
-                );
+                EventJson::Error {
+                    time: clock(),
+                    reason: f.to_string(),
+                }
+                .print();
             }
             eprintln!("svsync: {f}");
             Exit::of(&f)
@@ -470,13 +494,20 @@ pub fn run_sync(args: &SyncSetArgs) -> Exit {
     let n = set.members().len();
     let group_ok = summary.group.is_none_or(|g| g.settled);
     if args.sync.json {
-        let mut doc = json!({"event": "done", "accounts": n, "syncs": summary.syncs,
-               "failed": summary.failed, "in_step": summary.in_step});
-        if let Some(g) = summary.group {
-            doc["group"] = json!({"settled": g.settled, "remote_accounts": g.remote_accounts,
-                "sent": g.sent, "received": g.received, "failed": g.failed});
+        EventJson::Done {
+            accounts: n,
+            syncs: summary.syncs,
+            failed: summary.failed,
+            in_step: summary.in_step,
+            group: summary.group.map(|g| GroupDoneJson {
+                settled: g.settled,
+                remote_accounts: g.remote_accounts,
+                sent: g.sent,
+                received: g.received,
+                failed: g.failed,
+            }),
         }
-        println!("{doc}");
+        .print();
     } else {
         if summary.in_step {
             if n > 1 {

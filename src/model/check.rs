@@ -24,7 +24,7 @@ pub struct Issue {
     pub message: String,
 }
 
-struct Sink(Vec<Issue>);
+struct Sink(Vec<Issue>, Option<crate::lua::LineIndex>);
 
 impl Sink {
     fn error(&mut self, at: Node, message: String) {
@@ -33,6 +33,15 @@ impl Sink {
             severity: Severity::Error,
             message,
         });
+    }
+
+    /// The line of `offset`, from one index of the file's lines built on first use (a file
+    /// with thousands of repeated ids must not be scanned from the start for each).
+    fn line_of(&mut self, src: &[u8], offset: usize) -> usize {
+        self.1
+            .get_or_insert_with(|| crate::lua::LineIndex::new(src))
+            .position(src, offset)
+            .line
     }
 
     fn warning(&mut self, at: Node, message: String) {
@@ -57,7 +66,7 @@ fn describe(kind: Kind) -> &'static str {
 /// Checks a parsed `GuildHelper.lua`. The document must have been parsed keeping
 /// [`super::KEEP_PATHS`] (or everything).
 pub fn check_guildhelper(doc: &Document<'_>) -> Vec<Issue> {
-    let mut sink = Sink(Vec::new());
+    let mut sink = Sink(Vec::new(), None);
     let Some(global) = doc.global(SAVED_VARIABLES) else {
         sink.0.push(Issue {
             offset: 0,
@@ -249,8 +258,7 @@ fn check_container(doc: &Document<'_>, path: &str, table: TableName, node: Node,
         let id = check_record(doc, path, table, item, sink);
         if let Some(id) = id {
             if let Some(first) = seen.get(&id) {
-                let first_line =
-                    crate::lua::Position::of(doc.src(), first.span.start as usize).line;
+                let first_line = sink.line_of(doc.src(), first.span.start as usize);
                 sink.warning(
                     item.at,
                     format!(

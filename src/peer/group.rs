@@ -190,9 +190,20 @@ impl<A: AccountIo, S: Store, F: Folder> Node<A, S, F> {
         self.senders.len()
     }
 
-    /// Every known remote account confirmed every local account's current data.
+    /// Every remote account of a PC online now confirmed every local account's current data
+    /// (a PC that is off gets it when it is back, from a `watch`).
     pub fn is_published(&self) -> bool {
-        let remotes = self.remote_accounts();
+        let now = self.mailbox.now();
+        let peers = self.mailbox.peers();
+        let remotes: Vec<_> = self
+            .remote_accounts()
+            .into_iter()
+            .filter(|(_, peer, _)| {
+                peers
+                    .get(peer)
+                    .is_some_and(|p| now.saturating_sub(p.last_seen) < ONLINE_FOR_MS)
+            })
+            .collect();
         self.locals.iter().all(|l| {
             let Some((_, digest)) = &l.source else {
                 return true;

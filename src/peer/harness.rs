@@ -673,7 +673,8 @@ pub mod group {
             }
         }
 
-        /// Whether every PC's syncs are done (nothing being sent) and the carrier is empty.
+        /// Whether no PC is sending and no receiver is in a session (files may still be on the
+        /// way: the carrier is not asked).
         pub fn is_quiet(&self) -> bool {
             self.pcs.iter().all(|p| {
                 p.node

@@ -57,8 +57,8 @@ pub enum GroupEvent {
     Failed(Failure),
 }
 
-/// How long the node waits for a file lock a local sync holds (it answers busy meanwhile,
-/// and the other PC tries again).
+/// How long the node waits for a file lock a local sync holds (then it answers with an error
+/// for that session, and the other PC tries again later).
 const LOCK_PATIENCE: Duration = Duration::from_secs(2);
 
 /// The group key in `path`.
@@ -83,6 +83,15 @@ pub fn computer_name() -> String {
         .map(|n| n.trim().to_string())
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "svsync".to_string())
+}
+
+/// A PC's name as flights carry it: readers refuse names over 64 bytes.
+fn short_name(name: &str) -> String {
+    let mut end = name.len().min(64);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_string()
 }
 
 /// Where a group's state lives in the state folder.
@@ -111,7 +120,7 @@ impl Group {
         }
         let key = read_key(&config.key_file)?;
         let dir = group_state_dir(&settings.state_dir, &key);
-        let name = config.name.clone().unwrap_or_else(computer_name);
+        let name = short_name(&config.name.clone().unwrap_or_else(computer_name));
         let cfg = MailboxConfig {
             key,
             name,
@@ -285,4 +294,15 @@ fn save_sent(path: &Path, sent: &BTreeMap<(String, String), u64>) -> Result<(), 
     let tmp = dir.join(".sent.json.tmp");
     std::fs::write(&tmp, bytes).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_long_pc_name_is_cut_to_what_readers_accept() {
+        let long = "Ä".repeat(40);
+        let short = super::short_name(&long);
+        assert!(short.len() <= 64 && long.starts_with(&short) && !short.is_empty());
+        assert_eq!(super::short_name("Desktop"), "Desktop");
+    }
 }

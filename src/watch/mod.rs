@@ -105,8 +105,6 @@ fn sync_pair(
     run_pair_with(job, (*source).clone())
 }
 
-/// Syncs what is due now: looks at the accounts the worker says, then syncs every pair not in
-/// step (each at most once per round), reporting as it goes. Returns whether some sync ran.
 /// What a round works with besides the set.
 struct Turn<'a> {
     settings: &'a Settings,
@@ -116,6 +114,8 @@ struct Turn<'a> {
     stop: &'a AtomicBool,
 }
 
+/// Syncs what is due now: looks at the accounts the worker says, then syncs every pair not in
+/// step (each at most once per round), reporting as it goes. Returns whether some sync ran.
 fn round(
     set: &mut AccountSet,
     worker: &mut Worker,

@@ -36,10 +36,10 @@ use flight::{Flight, FlightError, GroupKey, Letter, is_peer_id};
 /// The file that says a folder is an svsync mailbox.
 pub const MARKER: &str = "svsync-mailbox.txt";
 
-/// How long a file that is not whole yet is given before it is reported (a carrier that writes
-/// in place, or a slow disk).
 /// Round trips remembered for the retry timing.
 const RTT_SAMPLES: usize = 16;
+/// How long a file that is not whole yet is given before it is reported (a carrier that writes
+/// in place, or a slow disk).
 const INCOMPLETE_GRACE_MS: Millis = 10 * 60 * 1000;
 /// A peer's own files older than this are deleted whoever read them.
 const MAX_AGE_MS: Millis = 24 * 60 * 60 * 1000;
