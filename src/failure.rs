@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::fsio::accounts::AccountError;
 use crate::fsio::lock::LockError;
 use crate::fsio::write::WriteError;
+use crate::lua::SpliceError;
 use crate::merge::{FinishError, OpenError};
 use crate::model::tables::TableName;
 use crate::protocol::sender::SendFailure;
@@ -39,6 +40,10 @@ pub enum DataProblem {
     Model(#[from] crate::model::ModelError),
     #[error("{table} cannot be sent: {reason}")]
     Unsendable { table: TableName, reason: String },
+    /// The merged result could not be written as Lua the game loads (for example an older-layout
+    /// record that gains a level of nesting when converted, already at Lua 5.1's limit).
+    #[error("the merged result cannot be written: {0}")]
+    Unwritable(crate::lua::WriteError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -247,8 +252,16 @@ impl Failure {
         }
     }
 
-    pub fn finish(e: FinishError) -> Failure {
-        Failure::Internal(e.to_string())
+    /// A merged file that cannot be produced: data the game could not load (nothing is
+    /// written), or svsync's own bug.
+    pub fn finish(path: &Path, e: FinishError) -> Failure {
+        match e {
+            FinishError::Splice(SpliceError::Write(w)) => Failure::Data {
+                path: path.to_path_buf(),
+                problem: DataProblem::Unwritable(w),
+            },
+            e => Failure::Internal(e.to_string()),
+        }
     }
 
     pub fn lock(e: LockError) -> Failure {

@@ -1,6 +1,7 @@
 //! The canonical text of a record, used only to break ties (equal stamps, different content)
-//! the same way on every machine. It is defined byte for byte (see `docs/PROTOCOL.md`), so a
-//! Lua 5.1 implementation can reproduce it with `string.format("%.17g")` and byte comparison:
+//! the same way on every machine. It is defined byte for byte (`docs/PROTOCOL.md`, "Merge rules
+//! and the canonical text"), so a Lua 5.1 implementation can reproduce it with
+//! `string.format("%.17g")` and byte comparison:
 //!
 //! - `true`, `false`.
 //! - A number: an integer of magnitude below 2^53 as decimal digits (`-` if negative, `0` for

@@ -176,6 +176,7 @@ fn check_current_addon(doc: &Document<'_>, shared: Node, sink: &mut Sink) {
         let what = match table {
             TableName::Roster => "without `data`",
             TableName::Setup => "without `data.guilds`",
+            _ if n == 1 => "that is not an envelope keyed by id",
             _ => "that are not envelopes keyed by id",
         };
         let records = if n == 1 { "record" } else { "records" };

@@ -13,7 +13,7 @@ use crate::merge::TargetFile;
 use crate::model::json::from_json_bytes;
 use crate::model::tables::TableName;
 use crate::protocol::Millis;
-use crate::protocol::receiver::{Endpoint, Opened, Receiver, RxEvent, RxOut, RxRequest};
+use crate::protocol::receiver::{Endpoint, Opened, Receiver, Refusal, RxEvent, RxOut, RxRequest};
 use crate::protocol::session::SessionState;
 use crate::protocol::wire::{Message, SessionId};
 use crate::state::{Loaded, Store};
@@ -339,7 +339,7 @@ impl<A: AccountIo, S: Store> ReceiverDriver<A, S> {
             Ok(file) => file,
             Err(f) => {
                 self.account.close();
-                self.peer.opened(now, Err(f.to_string()));
+                self.peer.opened(now, Err(Refusal::of(&f)));
                 self.report.failure = Some(f);
                 return;
             }
@@ -376,15 +376,12 @@ impl<A: AccountIo, S: Store> ReceiverDriver<A, S> {
             Ok(other) => {
                 self.peer.staged(
                     table,
-                    Err(format!(
-                        "the payload is a {}, not a table",
-                        other.type_name()
-                    )),
+                    Err(format!("the payload is a {}, not a table", other.type_name()).into()),
                 );
                 return Ok(());
             }
             Err(e) => {
-                self.peer.staged(table, Err(e.to_string()));
+                self.peer.staged(table, Err(Refusal::of(&e)));
                 return Ok(());
             }
         };
@@ -413,7 +410,7 @@ impl<A: AccountIo, S: Store> ReceiverDriver<A, S> {
         let result = w
             .file
             .finish(metadata)
-            .map_err(Failure::finish)
+            .map_err(|e| Failure::finish(self.account.path(), e))
             .and_then(|merged| {
                 let c = self.account.commit(merged.as_deref(), w.file.bytes())?;
                 Ok((merged.is_some(), c))
@@ -430,7 +427,7 @@ impl<A: AccountIo, S: Store> ReceiverDriver<A, S> {
             }
             Err(f) => {
                 self.account.close();
-                self.peer.committed(now, Err(f.to_string()));
+                self.peer.committed(now, Err(Refusal::of(&f)));
                 self.report.failure = Some(f);
             }
         }

@@ -29,6 +29,30 @@ pub struct Endpoint {
     pub target: Target,
 }
 
+/// Why the driver could not do what the receiver asked, as the text the receiver puts in its
+/// SYNC_ERROR. The driver keeps the typed failure for its own report and exit code; the wire
+/// carries only words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(pub String);
+
+impl Refusal {
+    pub fn of(reason: &impl std::fmt::Display) -> Refusal {
+        Refusal(reason.to_string())
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(s: &str) -> Refusal {
+        Refusal(s.to_string())
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(s: String) -> Refusal {
+        Refusal(s)
+    }
+}
+
 /// Something for the driver.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RxOut {
@@ -574,14 +598,14 @@ impl Receiver {
 
     /// The driver's answer to [`RxRequest::Open`]: the account's file could be read (or not),
     /// and what it found of earlier runs.
-    pub fn opened(&mut self, now: Millis, result: Result<Opened, String>) {
+    pub fn opened(&mut self, now: Millis, result: Result<Opened, Refusal>) {
         let Some(o) = self.opening.take() else {
             return;
         };
         let sid = o.sid;
         let opened = match result {
             Ok(opened) => opened,
-            Err(reason) => {
+            Err(Refusal(reason)) => {
                 if let Some(r) = self.record_mut(sid) {
                     if !o.resumed {
                         // Nothing was held: the session never began.
@@ -948,7 +972,7 @@ impl Receiver {
 
     /// The driver's answer to [`RxRequest::Stage`]: the table is merged and durable (with the
     /// merge's counts), or it could not be used.
-    pub fn staged(&mut self, table: TableName, result: Result<Counts, String>) {
+    pub fn staged(&mut self, table: TableName, result: Result<Counts, Refusal>) {
         let Some(a) = self.active.as_mut() else {
             return;
         };
@@ -968,7 +992,7 @@ impl Receiver {
                 self.event(RxEvent::TableStaged { sid, table, counts });
                 self.check_commit(sid);
             }
-            Err(reason) => self.refuse_table(&from, sid, table, &reason),
+            Err(Refusal(reason)) => self.refuse_table(&from, sid, table, &reason),
         }
     }
 
@@ -987,7 +1011,7 @@ impl Receiver {
 
     /// The driver's answer to [`RxRequest::Commit`]: whether it wrote a file, or why it could
     /// not. A failed commit leaves the session resumable: the staged tables stay.
-    pub fn committed(&mut self, now: Millis, result: Result<bool, String>) {
+    pub fn committed(&mut self, now: Millis, result: Result<bool, Refusal>) {
         let Some(a) = self.active.as_mut() else {
             return;
         };
@@ -1005,7 +1029,7 @@ impl Receiver {
                 self.send(&from, Message::SyncComplete { sid, written });
                 self.event(RxEvent::Committed { sid, written });
             }
-            Err(reason) => {
+            Err(Refusal(reason)) => {
                 if let Some(r) = self.record_mut(sid) {
                     r.error = Some(reason.clone());
                     r.last_activity = now;

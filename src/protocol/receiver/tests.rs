@@ -42,7 +42,7 @@ impl Driver {
                         journals,
                     } => {
                         let result = match self.fail_open.take() {
-                            Some(reason) => Err(reason),
+                            Some(reason) => Err(reason.into()),
                             None => Ok(Opened {
                                 staged: staged
                                     .iter()

@@ -247,3 +247,29 @@ fn impossible_sizes_are_recognized() {
     assert!(!a(1 << 30, 1 << 30).is_possible());
     assert!(!a(10, 5).is_possible());
 }
+
+/// Every example message in docs/PROTOCOL.md decodes, and encodes back to the same bytes: the
+/// document and the code cannot drift apart.
+#[test]
+fn the_protocol_documents_examples_are_exact() {
+    let doc = include_str!("../../../docs/PROTOCOL.md");
+    let mut checked = 0;
+    for line in doc.lines() {
+        let is_message = line.starts_with("ONLINE|") || line.starts_with("SYNC_");
+        if !is_message || !line.contains('|') {
+            continue;
+        }
+        let msg = Message::decode(line.as_bytes())
+            .unwrap_or_else(|e| panic!("PROTOCOL.md example does not decode ({e:?}): {line}"));
+        assert_eq!(
+            String::from_utf8(msg.encode()).unwrap(),
+            line,
+            "PROTOCOL.md example does not re-encode to itself"
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 15,
+        "only {checked} examples found in PROTOCOL.md"
+    );
+}
