@@ -1,11 +1,11 @@
-//! The merge of the sample accounts, against results worked out by hand from the rules in
-//! `guildhelper.md` (not by running the code).
+//! The merge of the sample accounts, against results worked out by hand from GuildHelper's
+//! merge rules (docs/PROTOCOL.md, "Merge rules and the canonical text"), not by running the code.
 //!
 //! For each table the expectation lists the counts and every entry of the result in order: where
 //! it sits (array part or keyed by its id), its id, and which side's record it must be. Records
 //! are then compared field by field with the record of that id in that side's input file:
-//! exactly when it is already in the receiver's layout, and by the conversion rules of
-//! `guildhelper.md` (written out again here) when it is not.
+//! exactly when it is already in the receiver's layout, and by the layout conversion rules
+//! (written out again here) when it is not.
 
 use std::path::Path;
 
@@ -105,7 +105,7 @@ fn is_envelope(v: &LuaValue) -> bool {
         .is_some_and(|t| matches!(t.get_str("data"), Some(LuaValue::Table(_))))
 }
 
-/// `got` is `input` converted to the other layout, by the rules of `guildhelper.md`.
+/// `got` is `input` converted to the other layout, by the layout conversion rules.
 fn compare_converted(ctx: &str, table: TableName, got: &LuaValue, input: &LuaValue, key: &str) {
     let (got_t, in_t) = (got.as_table().unwrap(), input.as_table().unwrap());
     let roster = table == TableName::Roster;
