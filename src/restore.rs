@@ -39,9 +39,8 @@ pub fn list(file: &Path) -> Vec<Backup> {
                         .map_err(|f| f.to_string())
                 });
             Backup {
-                made: meta
-                    .as_ref()
-                    .and_then(|m| m.modified().ok())
+                made: crate::fsio::write::backup_made(&path)
+                    .or_else(|| meta.as_ref().and_then(|m| m.modified().ok()))
                     .map_or(0, crate::time::ms_of),
                 size: meta.map_or(0, |m| m.len()),
                 original: i == 0,

@@ -35,6 +35,35 @@ pub fn file_stamp(ms: u64) -> String {
     utc_text(ms).replace([':', '-'], "")
 }
 
+/// The instant a [`file_stamp`] names (whole seconds), if it is one.
+pub fn parse_file_stamp(stamp: &str) -> Option<u64> {
+    let b = stamp.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = stamp.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days since 1970-01-01 from a civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    u64::try_from(secs).ok().map(|s| s * 1000)
+}
+
 /// A system time as milliseconds since the Unix epoch (0 before it).
 pub fn ms_of(t: std::time::SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH)
@@ -43,6 +72,22 @@ pub fn ms_of(t: std::time::SystemTime) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn file_stamps_read_back_to_their_second() {
+        for ms in [0u64, 951_782_400_000, 1_764_680_400_000, 4_102_444_799_000] {
+            let stamp = super::file_stamp(ms + 999);
+            assert_eq!(super::parse_file_stamp(&stamp), Some(ms), "{stamp}");
+        }
+        for bad in [
+            "",
+            "20261202T130620",
+            "2026120XT130620Z",
+            "20261302T130620Z",
+        ] {
+            assert_eq!(super::parse_file_stamp(bad), None, "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

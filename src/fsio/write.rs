@@ -310,6 +310,16 @@ pub fn backups(path: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// When a backup was made: the time in its name. Its modification time is not that: a backup
+/// is a hard link to the file as it was, so it keeps the time that content was saved.
+pub fn backup_made(backup: &Path) -> Option<SystemTime> {
+    let name = backup.file_name()?.to_str()?;
+    let (_, rest) = name.rsplit_once(".svsync-")?;
+    let stamp = rest.get(..16)?;
+    let ms = crate::time::parse_file_stamp(stamp)?;
+    Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+}
+
 /// The backups to delete: all but the oldest, the [`KEEP_RECENT`] newest and those younger
 /// than [`KEEP_DAY`], and never more than [`MAX_BACKUPS`] kept.
 pub fn backups_to_prune(all: &[(PathBuf, SystemTime)], now: SystemTime) -> Vec<PathBuf> {
@@ -346,8 +356,12 @@ fn prune_backups(path: &Path, now: SystemTime) {
     let all: Vec<(PathBuf, SystemTime)> = backups(path)
         .into_iter()
         .map(|p| {
-            let t = std::fs::symlink_metadata(&p)
-                .and_then(|m| m.modified())
+            let t = backup_made(&p)
+                .or_else(|| {
+                    std::fs::symlink_metadata(&p)
+                        .and_then(|m| m.modified())
+                        .ok()
+                })
                 .unwrap_or(SystemTime::UNIX_EPOCH);
             (p, t)
         })
@@ -544,5 +558,41 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"X = 2\n");
         assert!(std::fs::metadata(&path).unwrap().permissions().readonly());
         no_temporaries(dir.path());
+    }
+}
+
+#[cfg(test)]
+mod backup_time_tests {
+    use super::*;
+
+    /// A backup is a hard link, so its modification time is when its content was saved, maybe
+    /// days ago; the time in its name is when it was made, and that is what pruning goes by.
+    #[test]
+    fn backups_of_old_content_made_today_are_young() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("GuildHelper.lua");
+        std::fs::write(&file, b"x = 1\n").unwrap();
+        let ten_days_ago = SystemTime::now() - Duration::from_secs(10 * 86_400);
+        let now = SystemTime::now();
+        let mut made = Vec::new();
+        for i in 0..(KEEP_RECENT + 4) {
+            let when = now - Duration::from_secs(60 * (20 - i as u64));
+            let stamp = crate::time::file_stamp(crate::time::ms_of(when));
+            let b = dir
+                .path()
+                .join(format!("GuildHelper.lua.svsync-{stamp}-{i:09}.bak"));
+            std::fs::write(&b, b"x = 1\n").unwrap();
+            let f = std::fs::File::options().write(true).open(&b).unwrap();
+            f.set_modified(ten_days_ago).unwrap();
+            made.push(b);
+        }
+        let got = backup_made(&made[0]).unwrap();
+        assert!(now.duration_since(got).unwrap() < Duration::from_secs(21 * 60));
+        prune_backups(&file, now);
+        assert_eq!(
+            backups(&file),
+            made,
+            "every backup made within the day is kept"
+        );
     }
 }
