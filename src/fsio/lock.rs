@@ -73,6 +73,7 @@ pub fn try_lock(path: &Path, what: &str) -> Result<Option<FileLock>, LockError> 
         .write(true)
         .open(path)
         .map_err(io)?;
+    belong_to_folder_owner(&file, path);
     match file.try_lock() {
         Ok(()) => {
             // Best effort: the holder's description, for the other process's message.
@@ -88,6 +89,33 @@ pub fn try_lock(path: &Path, what: &str) -> Result<Option<FileLock>, LockError> 
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
     }
+}
+
+/// A lock file made by another user than the folder's owner (svsync run with `sudo` on a
+/// player's files) is given to the folder's owner, so that the player's own runs can still
+/// open it. Best effort: only a privileged process can, and then it should.
+fn belong_to_folder_owner(file: &File, path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let (Ok(mine), Some(Ok(folder))) = (
+            file.metadata(),
+            path.parent().map(|d| {
+                std::fs::metadata(if d.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    d
+                })
+            }),
+        ) else {
+            return;
+        };
+        if (mine.uid(), mine.gid()) != (folder.uid(), folder.gid()) {
+            let _ = std::os::unix::fs::fchown(file, Some(folder.uid()), Some(folder.gid()));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (file, path);
 }
 
 /// What the process holding `path` wrote about itself.
@@ -123,6 +151,25 @@ pub fn lock_wait(path: &Path, what: &str, patience: Duration) -> Result<FileLock
 
 #[cfg(test)]
 mod tests {
+    /// Run as root (as with `sudo`) on a player's folder, the lock file is the player's.
+    #[cfg(unix)]
+    #[test]
+    fn a_lock_file_made_by_root_belongs_to_the_folders_owner() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("SavedVariables");
+        std::fs::create_dir(&folder).unwrap();
+        if std::os::unix::fs::chown(&folder, Some(65534), Some(65534)).is_err() {
+            eprintln!("skipped: changing owners needs root");
+            return;
+        }
+        let path = folder.join("GuildHelper.lua.svsync-lock");
+        let lock = super::try_lock(&path, "test").unwrap().unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+        drop(lock);
+    }
+
     use super::*;
 
     #[test]
