@@ -160,6 +160,34 @@ fn a_symlinked_file_is_written_through_and_stays_a_link() {
 
 #[cfg(unix)]
 #[test]
+fn a_hard_linked_file_is_refused_with_a_sentence_and_both_names_stay_alike() {
+    let t = Tree::new();
+    let other = t.dir.path().join("other account's GuildHelper.lua");
+    std::fs::hard_link(t.file("BRAVO"), &other).unwrap();
+    let before = std::fs::read(&other).unwrap();
+    let out = t
+        .svsync()
+        .arg("merge")
+        .arg(t.account("ALPHA"))
+        .arg(t.account("BRAVO"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("hard link") && err.contains("symbolic link"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&other).unwrap(), before);
+    assert_eq!(std::fs::read(t.file("BRAVO")).unwrap(), before);
+    assert!(
+        backups(&t.file("BRAVO")).is_empty(),
+        "no backup for a write that did not happen"
+    );
+}
+
+#[cfg(unix)]
+#[test]
 fn mode_and_owner_are_kept_and_a_read_only_file_is_refused_unless_forced() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let t = Tree::new();

@@ -92,6 +92,11 @@ pub enum WriteError {
         .0.display()
     )]
     Owner(PathBuf),
+    #[error(
+        "{} is a hard link shared with another file (another account?); replacing it would cut that link and the other file would stop getting merges. Link the accounts with a symbolic link instead, or pass --force to write this one anyway",
+        .0.display()
+    )]
+    HardLinked(PathBuf),
 }
 
 impl WriteError {
@@ -183,6 +188,12 @@ pub fn replace(path: &Path, bytes: &[u8], how: Replace<'_>) -> Result<Replaced, 
     {
         return Err(WriteError::ReadOnly(target));
     }
+    if let Some(m) = &old
+        && !how.force
+        && foreign_links(&target, m) > 0
+    {
+        return Err(WriteError::HardLinked(target));
+    }
     remove_stale_temporaries(&dir);
     let mut tmp = tempfile::Builder::new()
         .prefix(".svsync-")
@@ -219,6 +230,29 @@ pub fn replace(path: &Path, bytes: &[u8], how: Replace<'_>) -> Result<Replaced, 
         path: target,
         backup,
     })
+}
+
+/// How many other names the file has besides itself and svsync's own backups of it (which are
+/// hard links to it by design).
+fn foreign_links(target: &Path, meta: &std::fs::Metadata) -> u64 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.nlink() <= 1 {
+            return 0;
+        }
+        let ours = backups(target)
+            .iter()
+            .filter_map(|b| std::fs::symlink_metadata(b).ok())
+            .filter(|b| (b.dev(), b.ino()) == (meta.dev(), meta.ino()))
+            .count() as u64;
+        meta.nlink().saturating_sub(1 + ours)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (target, meta);
+        0
+    }
 }
 
 /// Gives the new file the old one's permissions and owner. A read-only file written with
@@ -564,6 +598,35 @@ mod tests {
 #[cfg(test)]
 mod backup_time_tests {
     use super::*;
+
+    /// A file hard-linked with another account's is refused (the rename would cut the link);
+    /// svsync's own backups, which are hard links too, do not count.
+    #[cfg(unix)]
+    #[test]
+    fn a_hard_linked_file_is_refused_unless_forced_and_backups_do_not_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("GuildHelper.lua");
+        std::fs::write(&file, b"x = 1\n").unwrap();
+        let write = |force| {
+            replace(
+                &file,
+                b"x = 2\n",
+                Replace {
+                    expected: None,
+                    backup: true,
+                    force,
+                },
+            )
+        };
+        // Backups are links to the file as it was: writing again and again is fine.
+        write(false).unwrap();
+        write(false).unwrap();
+        let other = dir.path().join("other.lua");
+        std::fs::hard_link(&file, &other).unwrap();
+        assert!(matches!(write(false), Err(WriteError::HardLinked(_))));
+        assert_eq!(std::fs::read(&other).unwrap(), b"x = 2\n");
+        write(true).unwrap();
+    }
 
     /// A backup is a hard link, so its modification time is when its content was saved, maybe
     /// days ago; the time in its name is when it was made, and that is what pruning goes by.
