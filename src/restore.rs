@@ -83,16 +83,23 @@ pub fn restore(file: &Path, backup: &Path, force: bool) -> Result<Replaced, Fail
         Duration::from_secs(60),
     )
     .map_err(Failure::lock)?;
-    let (_, snapshot) = read_with_snapshot(&real).map_err(|source| Failure::Read {
-        path: file.to_path_buf(),
-        source,
-    })?;
+    // A file that is gone is put back from its backup; one that is there is kept as a backup.
+    let snapshot = match read_with_snapshot(&real) {
+        Ok((_, snapshot)) => Some(snapshot),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(Failure::Read {
+                path: file.to_path_buf(),
+                source,
+            });
+        }
+    };
     Ok(replace(
         file,
         &bytes,
         Replace {
-            expected: Some(&snapshot),
-            backup: true,
+            expected: snapshot.as_ref(),
+            backup: snapshot.is_some(),
             force,
         },
     )?)

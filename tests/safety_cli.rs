@@ -486,3 +486,35 @@ fn restore_lists_backups_and_puts_one_back_keeping_the_current_file() {
         .code(2);
     assert!(stderr(out.get_output()).contains("no backup `99`"));
 }
+
+#[test]
+fn a_deleted_account_file_is_put_back_from_its_backup() {
+    let t = Tree::new();
+    t.svsync()
+        .arg("merge")
+        .arg(t.account("ALPHA"))
+        .arg(t.account("BRAVO"))
+        .assert()
+        .success();
+    let original = std::fs::read(&backups(&t.file("BRAVO"))[0]).unwrap();
+    std::fs::remove_file(t.file("BRAVO")).unwrap();
+    // Listed by folder, and by name with --wtf, although the file is gone.
+    let out = t
+        .svsync()
+        .arg("restore")
+        .arg(t.account("BRAVO"))
+        .assert()
+        .success();
+    assert!(stdout(out.get_output()).contains("(the original, always kept)"));
+    t.svsync()
+        .args(["restore", "BRAVO", "1", "--wtf"])
+        .arg(t.wtf())
+        .assert()
+        .success();
+    assert_eq!(std::fs::read(t.file("BRAVO")).unwrap(), original);
+    assert_eq!(
+        backups(&t.file("BRAVO")).len(),
+        1,
+        "nothing to keep of a missing file"
+    );
+}

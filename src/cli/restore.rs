@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use svsync::failure::Failure;
-use svsync::fsio::accounts::{AccountError, by_name, resolve};
+use svsync::fsio::accounts::{AccountError, by_name, resolve, with_only_backups};
 use svsync::text::{printable, printable_path};
 use svsync::time::utc_text;
 
@@ -32,12 +32,15 @@ pub struct RestoreArgs {
 }
 
 fn run_inner(args: &RestoreArgs) -> Result<(), Failure> {
-    let account = match (&args.wtf, resolve(&args.account)) {
-        (_, Ok(a)) => a,
-        (Some(wtf), Err(AccountError::Missing(_))) => {
-            by_name(wtf, &args.account.to_string_lossy())?
-        }
-        (_, Err(e)) => return Err(e.into()),
+    let found = match (&args.wtf, resolve(&args.account)) {
+        (_, Ok(a)) => Ok(a),
+        (Some(wtf), Err(AccountError::Missing(_))) => by_name(wtf, &args.account.to_string_lossy()),
+        (_, Err(e)) => Err(e),
+    };
+    // An account whose file is gone can still get a backup back.
+    let account = match found {
+        Ok(a) => a,
+        Err(e) => with_only_backups(&args.account, args.wtf.as_deref()).ok_or(e)?,
     };
     let list = svsync::restore::list(&account.file);
     let Some(which) = &args.backup else {

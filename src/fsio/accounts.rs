@@ -104,6 +104,28 @@ pub fn resolve(path: &Path) -> Result<Account, AccountError> {
     Err(AccountError::NoGuildHelper(path.to_path_buf()))
 }
 
+/// An account whose `GuildHelper.lua` is gone but whose backups are still there (for
+/// `restore`): `dir` is the account folder or its `SavedVariables` folder, or, with `wtf`, an
+/// account name under that flavor or `WTF` folder.
+pub fn with_only_backups(dir: &Path, wtf: Option<&Path>) -> Option<Account> {
+    let mut candidates = vec![dir.to_path_buf()];
+    if let Some(w) = wtf {
+        for base in [w.join("Account"), w.join("WTF").join("Account")] {
+            candidates.push(base.join(dir));
+        }
+    }
+    candidates.into_iter().find_map(|d| {
+        let (account_dir, file) = if name_of(&d).eq_ignore_ascii_case("SavedVariables") {
+            (d.parent()?.to_path_buf(), d.join(FILE_NAME))
+        } else {
+            (d.clone(), d.join("SavedVariables").join(FILE_NAME))
+        };
+        let gone = !file.exists();
+        (d.is_dir() && gone && !super::write::backups(&file).is_empty())
+            .then(|| account_at(&account_dir, file))
+    })
+}
+
 /// Every account with GuildHelper data under `root` (a WoW folder, a flavor folder, a `WTF`
 /// folder, an account folder or a `GuildHelper.lua`), sorted by flavor and name.
 pub fn discover(root: &Path) -> Result<Vec<Account>, AccountError> {
