@@ -232,6 +232,33 @@ fn truncated_files_are_refused_and_untouched() {
         .assert()
         .code(1);
     assert_eq!(std::fs::read(t.file("CHARLIE")).unwrap(), charlie);
+    assert!(
+        !err.contains("svsync restore"),
+        "no backups yet, no hint: {err}"
+    );
+
+    // A receiver svsync wrote before, damaged since: the message says where the backups are.
+    std::fs::write(t.file("BRAVO"), &full).unwrap();
+    t.svsync()
+        .args(["merge"])
+        .arg(t.account("CHARLIE"))
+        .arg(t.account("BRAVO"))
+        .assert()
+        .success();
+    let written = std::fs::read(t.file("BRAVO")).unwrap();
+    std::fs::write(t.file("BRAVO"), &written[..written.len() / 2]).unwrap();
+    let out = t
+        .svsync()
+        .args(["merge"])
+        .arg(t.account("CHARLIE"))
+        .arg(t.account("BRAVO"))
+        .assert()
+        .code(1);
+    let err = stderr(out.get_output());
+    assert!(
+        err.contains("backup of this file; `svsync restore"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -120,3 +120,18 @@ impl MailboxArgs {
         }))
     }
 }
+
+/// After a file that cannot be used: where svsync's backups of it are, if it kept any.
+pub fn restore_hint(f: &Failure) {
+    let (Failure::Parse { path, .. } | Failure::Data { path, .. }) = f else {
+        return;
+    };
+    let n = svsync::fsio::write::backups(path).len();
+    if n > 0 {
+        eprintln!(
+            "svsync: svsync kept {n} backup{} of this file; `svsync restore \"{}\"` lists them and puts one back",
+            if n == 1 { "" } else { "s" },
+            svsync::text::printable_path(path)
+        );
+    }
+}

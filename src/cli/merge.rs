@@ -11,6 +11,7 @@ use svsync::peer::receiver::WriteMode;
 use svsync::text::printable_path;
 
 use super::common::SyncArgs;
+use super::common::restore_hint;
 use super::exit::Exit;
 use super::json::{MergeDoc, MergeErrorDoc};
 
@@ -99,7 +100,10 @@ pub fn run_merge(args: &MergeArgs) -> Exit {
             }
             match report.failure() {
                 None => Exit::Success,
-                Some(f) => Exit::of(&f),
+                Some(f) => {
+                    restore_hint(&f);
+                    Exit::of(&f)
+                }
             }
         }
         Err(f) => {
@@ -110,6 +114,7 @@ pub fn run_merge(args: &MergeArgs) -> Exit {
                 );
             }
             eprintln!("svsync: {f}");
+            restore_hint(&f);
             Exit::of(&f)
         }
     }
