@@ -63,6 +63,8 @@ const INVALID: &[(&str, ErrorCode)] = &[
     ("X = {f 'x'}", ErrorCode::NameAsValue),
     ("X = 1 + 2", ErrorCode::Expression),
     ("X = {1 .. 2}", ErrorCode::Expression),
+    ("X = {[2%9] = 1}", ErrorCode::Expression),
+    ("X = {[\"a\" .. \"b\"] = 1}", ErrorCode::Expression),
     ("X = (1)", ErrorCode::Expression),
     ("X = not nil", ErrorCode::Expression),
     ("X = - '5'", ErrorCode::Expression),

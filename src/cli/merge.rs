@@ -10,8 +10,7 @@ use svsync::peer::pair::{PairJob, PairReport, run_pair};
 use svsync::peer::receiver::WriteMode;
 use svsync::text::printable_path;
 
-use super::common::SyncArgs;
-use super::common::restore_hint;
+use super::common::{SyncArgs, restore_hint};
 use super::exit::Exit;
 use super::json::{MergeDoc, MergeErrorDoc};
 

@@ -634,6 +634,18 @@ impl<'a> Parser<'a, '_> {
         if tok.tok == Tok::Eof {
             return Err(self.truncated(tok.start));
         }
+        if matches!(tok.tok, Tok::Op | Tok::Minus) {
+            // `[2%9] = 1` is valid Lua (an expression as a key), but not data the game writes.
+            return Err(ParseError::new(
+                tok.start,
+                ErrorCode::Expression,
+                format!(
+                    "operator `{}` is not allowed: SavedVariables files hold plain values, not \
+                     expressions",
+                    self.token_text(&tok)
+                ),
+            ));
+        }
         Err(ParseError::new(
             tok.start,
             ErrorCode::Unexpected,
