@@ -51,6 +51,11 @@ impl Default for Timing {
 /// A session with no activity for this long has timed out.
 pub const SESSION_TIMEOUT_MS: Millis = 60 * 60 * 1000;
 
+/// A session older than this has ended, however active: a peer that keeps talking must not
+/// hold a receiver (and its file lock) busy for ever. A whole guild's data takes about an hour
+/// in game, seconds to minutes between PCs.
+pub const MAX_SESSION_MS: Millis = 24 * 60 * 60 * 1000;
+
 /// Resend rounds for one table before it fails (both peers).
 pub const MAX_ROUNDS: u32 = 12;
 

@@ -19,7 +19,7 @@ use crate::model::tables::TableName;
 use super::chunk::{Chunks, Reassembly};
 use super::session::{PeerInfo, Role, SessionRecord, SessionState, TableProgress, TableStatus};
 use super::wire::{Announce, Checksums, Message, Name, Ranges, SessionId, TableSet};
-use super::{MAX_ROUNDS, Millis, SESSION_TIMEOUT_MS, VERSION};
+use super::{MAX_ROUNDS, Millis, VERSION};
 
 /// Who this receiver is: its account (address, name, canonical file) and the table it merges
 /// into.
@@ -251,8 +251,7 @@ impl Receiver {
     /// When [`Receiver::handle_timeout`] has something to do: the active session's expiry.
     pub fn poll_timeout(&self) -> Option<Millis> {
         let a = self.active.as_ref().filter(|a| a.committed.is_none())?;
-        self.record(a.sid)
-            .map(|r| r.last_activity + SESSION_TIMEOUT_MS + 1)
+        self.record(a.sid).map(SessionRecord::ends_at)
     }
 
     fn send(&mut self, to: &str, msg: Message) {

@@ -150,9 +150,16 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
-    /// Active and heard from within the timeout.
+    /// Active, heard from within the timeout, and not older than [`super::MAX_SESSION_MS`].
     pub fn is_live(&self, now: Millis) -> bool {
         self.state == SessionState::Active
             && now.saturating_sub(self.last_activity) <= super::SESSION_TIMEOUT_MS
+            && now.saturating_sub(self.started) <= super::MAX_SESSION_MS
+    }
+
+    /// When it stops being live, if nothing happens meanwhile.
+    pub fn ends_at(&self) -> Millis {
+        (self.last_activity + super::SESSION_TIMEOUT_MS).min(self.started + super::MAX_SESSION_MS)
+            + 1
     }
 }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::protocol::chunk::{Payload, slices};
+use crate::protocol::{MAX_SESSION_MS, SESSION_TIMEOUT_MS};
 
 const T0: Millis = 1_800_000_000_000;
 
@@ -280,6 +281,44 @@ fn another_sender_is_told_busy_until_the_session_expires() {
             .iter()
             .any(|e| matches!(e, RxEvent::Expired { sid } if *sid == SessionId(1)))
     );
+    assert_eq!(d.persisted[&SessionId(1)].state, SessionState::Expired);
+    rx.handle(at + 1, "local/CHARLIE", request(2, "CHARLIE", &[news()]));
+    d.pump(&mut rx, at + 1);
+    assert!(matches!(
+        d.take_sent()[..],
+        [Message::SyncAccept {
+            sid: SessionId(2),
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn a_sender_that_keeps_talking_cannot_hold_the_receiver_for_ever() {
+    let mut rx = Receiver::new(me(), Vec::new());
+    let mut d = Driver::default();
+    rx.handle(T0, "local/ALPHA", request(1, "ALPHA", &[news()]));
+    d.pump(&mut rx, T0);
+    // Something every half hour, never finishing: never idle for an hour.
+    let mut now = T0;
+    while now < T0 + MAX_SESSION_MS - SESSION_TIMEOUT_MS / 2 {
+        now += SESSION_TIMEOUT_MS / 2;
+        rx.handle(
+            now,
+            "local/ALPHA",
+            Message::SyncInitiate {
+                sid: SessionId(1),
+                announce: announce(&news()),
+            },
+        );
+        d.pump(&mut rx, now);
+        assert!(rx.poll_timeout().unwrap() > now);
+    }
+    d.take_sent();
+    let at = rx.poll_timeout().unwrap();
+    assert_eq!(at, T0 + MAX_SESSION_MS + 1);
+    rx.handle_timeout(at);
+    d.pump(&mut rx, at);
     assert_eq!(d.persisted[&SessionId(1)].state, SessionState::Expired);
     rx.handle(at + 1, "local/CHARLIE", request(2, "CHARLIE", &[news()]));
     d.pump(&mut rx, at + 1);
