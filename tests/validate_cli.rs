@@ -179,3 +179,19 @@ fn guildhelper_structure_problems_are_reported_with_line_and_column() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_hexadecimal_float_is_refused_with_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("Other.lua");
+    std::fs::write(&file, "X = 0x1p4\n").unwrap();
+    let out = svsync().arg("validate").arg(&file).assert().code(1);
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(
+        stdout.contains(&format!(
+            "{}:1:5: error: `0x1p4` is a hexadecimal number with a fraction or exponent",
+            file.display()
+        )),
+        "{stdout}"
+    );
+}
