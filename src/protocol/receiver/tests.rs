@@ -724,3 +724,49 @@ fn messages_from_a_stranger_or_another_session_are_ignored() {
     assert!(d.take_sent().is_empty());
     assert_eq!(d.persisted[&sid].state, SessionState::Active);
 }
+
+/// Crafted bytes as another PC could write them, each with a correct checksum, after a real
+/// SYNC_REQUEST: sizes no channel can carry are refused (by the decoder or with a SYNC_ERROR),
+/// and nothing is journaled, staged or committed for them.
+#[test]
+fn crafted_messages_announcing_impossible_sizes_cost_nothing() {
+    let sign = |body: &str| format!("{body}|{:08x}", crc32fast::hash(body.as_bytes()));
+    for body in [
+        // 2^30 chunks in 63 bytes, announced, then asked to be confirmed.
+        "SYNC_INITIATE|00000003|news|1073741824|1073741824|a06e253d",
+        "SYNC_CONFIRM_REQUEST|00000003|news|1073741824|1073741824|a06e253d",
+        // More bytes than the chunks could carry.
+        "SYNC_INITIATE|00000003|news|2|100000|a06e253d",
+        "SYNC_CONFIRM_REQUEST|00000003|news|2|100000|a06e253d",
+        // Chunks beyond their total, and past 2^32.
+        "SYNC_DATA|00000003|Heretanky-Velen|news|9|2|x",
+        "SYNC_DATA|00000003|Heretanky-Velen|news|4294967296|4294967297|x",
+    ] {
+        let bytes = sign(body);
+        let Ok(msg) = Message::decode(bytes.as_bytes()) else {
+            continue;
+        };
+        let mut rx = Receiver::new(me(), Vec::new());
+        let mut d = Driver::default();
+        rx.handle(T0, "local/ALPHA", request(3, "ALPHA", &[news()]));
+        d.pump(&mut rx, T0);
+        d.take_sent();
+        rx.handle(T0, "local/ALPHA", msg);
+        d.pump(&mut rx, T0);
+        let sent = d.take_sent();
+        assert!(
+            sent.iter()
+                .all(|m| matches!(m, Message::SyncError { .. } | Message::SyncResend { .. })),
+            "{body}: {sent:?}"
+        );
+        if let Some(Message::SyncResend { missing, .. }) = sent.first() {
+            assert!(
+                missing.count() <= 2,
+                "{body}: asked for {} chunks",
+                missing.count()
+            );
+        }
+        assert!(d.journal.is_empty() && d.staged.is_empty(), "{body}");
+        assert_eq!(d.commits, 0, "{body}");
+    }
+}
