@@ -249,6 +249,8 @@ fn two_pcs_through_two_real_syncthings() {
         "two PCs through Syncthing: first exchange, a save each way, a restart: {:?}",
         started.elapsed()
     );
+    // Syncthing never carries `.stignore`: PC 2's copy got its own when svsync opened it.
+    assert!(dir_two.join(".stignore").is_file());
     // No engine conflict copy of svsync's files: each PC writes only its own.
     let conflicts: Vec<_> = walkdir::WalkDir::new(&dir_one)
         .into_iter()

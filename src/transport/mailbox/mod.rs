@@ -358,6 +358,7 @@ impl Mailbox<OsFolder> {
         if !dir.join(MARKER).is_file() {
             return Err(TransportError::NotAMailbox(dir.to_path_buf()));
         }
+        write_ignore_file(dir)?;
         Mailbox::with_folder(
             OsFolder {
                 root: dir.to_path_buf(),
@@ -876,6 +877,12 @@ pub fn init(dir: &Path, key: &GroupKey) -> Result<(), TransportError> {
         key.fingerprint()
     );
     std::fs::write(&marker, text).map_err(io(&marker))?;
+    write_ignore_file(dir)
+}
+
+/// Syncthing's ignore file, which Syncthing itself never carries to the other PCs: each PC's
+/// copy of the folder gets its own (at `init`, and when a peer first opens the folder).
+fn write_ignore_file(dir: &Path) -> Result<(), TransportError> {
     let ignore = dir.join(".stignore");
     if !ignore.exists() {
         std::fs::write(&ignore, "(?d).syncthing.svsync-*.tmp\n(?d).part-*\n")
