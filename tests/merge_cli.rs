@@ -766,3 +766,39 @@ fn cr_only_and_lf_cr_files_keep_their_line_endings() {
         crate::support::lua51_globals(&merged).unwrap();
     }
 }
+
+#[test]
+fn a_receiver_holding_an_id_twice_keeps_it_once_and_is_told() {
+    let t = Tree::new();
+    let dup = "GuildHelper_SavedVariables = {\n\t[\"sharedData\"] = {\n\t\t[\"news\"] = {\n\
+        \t\t\t{ [\"id\"] = \"202411301924102656\", [\"date\"] = \"2024-12-01 05:09:22\", [\"title\"] = \"first\" },\n\
+        \t\t\t{ [\"id\"] = \"202411301924102656\", [\"date\"] = \"2024-12-02 05:09:22\", [\"title\"] = \"second\" },\n\
+        \t\t},\n\t},\n}\n";
+    std::fs::write(t.file("BRAVO"), dup).unwrap();
+    let out = t
+        .svsync()
+        .args([
+            "merge",
+            "CHARLIE",
+            "BRAVO",
+            "--target",
+            "sharedData",
+            "--wtf",
+        ])
+        .arg(t.wtf())
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("Note: BRAVO's news held 1 record whose id was already there"),
+        "{text}"
+    );
+    let written = std::fs::read_to_string(t.file("BRAVO")).unwrap();
+    assert_eq!(
+        written.matches("202411301924102656").count(),
+        1,
+        "{written}"
+    );
+    assert!(written.contains("second") && !written.contains("\"first\""));
+}

@@ -93,6 +93,10 @@ pub struct MergeDoc {
     pub resumed: bool,
     pub messages: u64,
     pub in_game_seconds: f64,
+    /// Per table, records of TO that repeated an id (one copy of each id is kept); only when
+    /// there were any.
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub duplicates: Map<String, Value>,
 }
 
 impl MergeDoc {
@@ -122,6 +126,11 @@ impl MergeDoc {
             resumed: r.resumed,
             messages: r.messages_sent + r.messages_received,
             in_game_seconds: r.in_game_seconds.round(),
+            duplicates: r
+                .duplicates
+                .iter()
+                .map(|(t, n)| (t.to_string(), Value::from(*n)))
+                .collect(),
         }
     }
 }
@@ -404,7 +413,7 @@ pub enum EventJson {
         from: String,
         to: String,
         #[serde(flatten)]
-        doc: MergeDoc,
+        doc: Box<MergeDoc>,
     },
     SyncFailed {
         time: String,

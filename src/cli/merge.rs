@@ -8,7 +8,7 @@ use svsync::fsio::accounts::Account;
 use svsync::model::Target;
 use svsync::peer::pair::{PairJob, PairReport, run_pair};
 use svsync::peer::receiver::WriteMode;
-use svsync::text::printable_path;
+use svsync::text::{printable, printable_path};
 
 use super::common::{SyncArgs, restore_hint};
 use super::exit::Exit;
@@ -166,6 +166,14 @@ fn print_human(report: &PairReport, from: &Account, to: &Account, sync: &SyncArg
         println!(
             "Note: a damaged session record was moved aside: {}",
             printable_path(d)
+        );
+    }
+    for (table, n) in &report.duplicates {
+        println!(
+            "Note: {}'s {table} held {n} record{} whose id was already there; one copy of each \
+             id is kept (the newest)",
+            printable(&to.name),
+            if *n == 1 { "" } else { "s" }
         );
     }
     if let Some(f) = report.failure() {

@@ -167,7 +167,7 @@ impl Printer {
                         time: at,
                         from: set.member(from).account.name.clone(),
                         to: set.member(to).account.name.clone(),
-                        doc: MergeDoc::of(report, self.dry_run),
+                        doc: Box::new(MergeDoc::of(report, self.dry_run)),
                     }
                     .print();
                 } else {

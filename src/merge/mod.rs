@@ -57,6 +57,9 @@ pub struct Merged {
     pub changed: bool,
     /// The layout the result is in.
     pub layout: Layout,
+    /// Records of the target that repeated an id already there: one copy of each id is kept
+    /// (the one the rules prefer), the others are dropped.
+    pub duplicates: u32,
 }
 
 struct Slot {
@@ -158,6 +161,7 @@ pub fn merge_table(
     let mut counts = Counts::default();
     let mut slots: Vec<Slot> = Vec::new();
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut duplicates = 0;
     for e in target.map(entries).unwrap_or_default() {
         let e = convert(table, e, layout);
         let id = identity(table, &e).filter(|_| matches!(e.value, LuaValue::Table(_)));
@@ -165,6 +169,7 @@ pub fn merge_table(
             && let Some(&at) = index.get(id)
         {
             // A duplicate in the target: one copy stays, the one the rules prefer.
+            duplicates += 1;
             let wins = match judge(table, &slots[at].value, &e.value) {
                 Verdict::Replace => true,
                 Verdict::Conflict { incoming_wins } => incoming_wins,
@@ -231,6 +236,7 @@ pub fn merge_table(
         counts,
         changed,
         layout,
+        duplicates,
     }
 }
 

@@ -98,6 +98,15 @@ impl TargetFile {
         counts
     }
 
+    /// Per table merged so far, how many repeated-id records of the target were dropped.
+    pub fn duplicates(&self) -> Vec<(TableName, u32)> {
+        self.merged
+            .iter()
+            .filter(|(_, m)| m.duplicates > 0)
+            .map(|(n, m)| (*n, m.duplicates))
+            .collect()
+    }
+
     /// Forgets the merge of a table (its staged copy was dropped).
     pub fn forget(&mut self, name: TableName) {
         self.merged.remove(&name);

@@ -86,6 +86,8 @@ pub struct PairReport {
     pub link_seconds: f64,
     /// Session records that were damaged and moved aside.
     pub damaged: Vec<PathBuf>,
+    /// Per table, records of TO that repeated an id: one copy of each id was kept.
+    pub duplicates: Vec<(TableName, u32)>,
 }
 
 impl PairReport {
@@ -310,5 +312,6 @@ fn sync_pair<S: Store, T: Transport>(
         in_game_seconds: in_game_seconds(sent.messages, sent.bytes),
         link_seconds,
         damaged: report.damaged,
+        duplicates: report.duplicates,
     })
 }

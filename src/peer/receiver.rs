@@ -169,6 +169,8 @@ pub struct ReceiverReport {
     pub damaged: Vec<PathBuf>,
     /// Messages this receiver sent.
     pub messages_sent: u64,
+    /// Per table, records of the receiver's file that repeated an id and were merged into one.
+    pub duplicates: Vec<(TableName, u32)>,
 }
 
 struct Working {
@@ -407,6 +409,7 @@ impl<A: AccountIo, S: Store> ReceiverDriver<A, S> {
             );
             return;
         };
+        self.report.duplicates = w.file.duplicates();
         let result = w
             .file
             .finish(metadata)
