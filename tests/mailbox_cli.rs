@@ -330,3 +330,73 @@ fn the_group_key_is_made_once_kept_out_of_the_folder_and_required() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("svsync mailbox init"));
 }
+
+/// A peer holding the group key but sending crafted messages (sizes no channel can carry, a
+/// session that never ends): PC 1's file is untouched, its watch keeps running, and a real PC
+/// still gets its data through afterwards.
+#[test]
+fn a_peer_with_the_key_sending_impossible_sizes_changes_nothing_and_blocks_no_one() {
+    use svsync::transport::mailbox::flight::{Flight, GroupKey, Letter};
+    let g = Group::new();
+    let (one, two) = two_pcs();
+    let before = one.read("ALPHA");
+    let w1 = watch_pc(&one, &g.args("PC one"));
+    let outboxes = || -> Vec<String> {
+        std::fs::read_dir(g.mailbox())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    w1.wait_until("PC 1's outbox", || !outboxes().is_empty());
+    let pc_one = outboxes().remove(0);
+    let key = GroupKey::parse(&std::fs::read_to_string(g.key()).unwrap()).unwrap();
+    let sign = |body: &str| format!("{body}|{:08x}", crc32fast::hash(body.as_bytes())).into_bytes();
+    let letters = [
+        "SYNC_REQUEST|00000003|2|Evil-Eonar|EVIL|-|-,a06e253d,-,-,-",
+        "SYNC_INITIATE|00000003|news|1073741824|1073741824|a06e253d",
+        "SYNC_CONFIRM_REQUEST|00000003|news|1073741824|1073741824|a06e253d",
+        "SYNC_COMMIT|00000003|news",
+    ]
+    .iter()
+    .map(|body| Letter {
+        from: "EVIL".into(),
+        peer: pc_one.clone(),
+        to: "ALPHA".into(),
+        bytes: sign(body),
+    })
+    .collect();
+    let evil = "00112233aabbccdd";
+    let flight = Flight {
+        from: evil.into(),
+        name: "evil".into(),
+        seq: 1,
+        to: vec![pc_one.clone()],
+        time: svsync::time::now_ms(),
+        acks: Vec::new(),
+        letters,
+    };
+    std::fs::create_dir_all(g.mailbox().join(evil)).unwrap();
+    std::fs::write(
+        g.mailbox().join(evil).join("0000000001.msgs"),
+        flight.encode(&key),
+    )
+    .unwrap();
+    // PC 1 answers the crafted session (it writes a flight to the stranger), then a real PC
+    // comes and its data arrives: no one is left busy.
+    w1.wait_until("PC 1's answer to the crafted session", || {
+        std::fs::read_dir(g.mailbox().join(&pc_one))
+            .unwrap()
+            .flatten()
+            .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("SYNC_ERROR")))
+    });
+    assert_eq!(
+        one.read("ALPHA"),
+        before,
+        "the crafted session changed the file"
+    );
+    let _w2 = watch_pc(&two, &g.args("PC two"));
+    w1.wait_until("PC 2's toon on PC 1", || one.has("ALPHA", "Pctwo-Eonar"));
+    assert!(!one.has("ALPHA", "Evil"));
+}
