@@ -182,6 +182,9 @@ fn io_advice(e: &std::io::Error) -> &'static str {
             " (check that your user may write there, and that no other program holds the file)"
         }
         std::io::ErrorKind::StorageFull => " (the disk is full: free some space and run it again)",
+        std::io::ErrorKind::FileTooLarge => {
+            " (the file system or a limit on file sizes refuses a file this large)"
+        }
         std::io::ErrorKind::NotFound => " (check the path)",
         _ => "",
     }

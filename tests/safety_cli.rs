@@ -306,6 +306,10 @@ fn a_full_disk_leaves_no_partial_file_and_says_so() {
         "{err}"
     );
     assert!(!err.contains("panicked"));
+    assert!(
+        err.contains("nothing was written") && !err.contains(".svsync-"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(t.file("BRAVO")).unwrap(), before);
     for e in std::fs::read_dir(t.account("BRAVO").join("SavedVariables"))
         .unwrap()

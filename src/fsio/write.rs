@@ -70,7 +70,7 @@ impl Op {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    #[error("{} {}: {source}", op.verb(), path.display())]
+    #[error("{} {}: {source}; nothing was written", op.verb(), path.display())]
     Io {
         op: Op,
         path: PathBuf,
@@ -113,8 +113,14 @@ fn io(op: Op, path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
     move |source| WriteError::Io {
         op,
         path: path.to_path_buf(),
-        source,
+        source: plain(source),
     }
+}
+
+/// An I/O error as the system words it.
+fn plain(e: std::io::Error) -> std::io::Error {
+    e.raw_os_error()
+        .map_or(e, std::io::Error::from_raw_os_error)
 }
 
 /// Reads a file and takes its snapshot (one open).
@@ -200,7 +206,11 @@ pub fn replace(path: &Path, bytes: &[u8], how: Replace<'_>) -> Result<Replaced, 
         .suffix(".tmp")
         .tempfile_in(&dir)
         .map_err(io(Op::Write, &target))?;
-    tmp.write_all(bytes).map_err(io(Op::Write, &target))?;
+    // Through the file itself: `tempfile`'s own writer adds the temporary name to errors,
+    // a name that is gone by the time the player reads the message.
+    tmp.as_file_mut()
+        .write_all(bytes)
+        .map_err(io(Op::Write, &target))?;
     if let Some(m) = &old {
         keep_owner_and_mode(tmp.as_file(), m, &target)?;
     }
