@@ -489,6 +489,11 @@ fn restore_lists_backups_and_puts_one_back_keeping_the_current_file() {
         .assert()
         .code(2);
     assert!(stderr(out.get_output()).contains("no backup `99`"));
+    // A damaged file: status says where the backups are.
+    std::fs::write(t.file("BRAVO"), &merged[..merged.len() / 2]).unwrap();
+    let out = t.svsync().arg("status").arg(t.wtf()).assert().success();
+    let text = stdout(out.get_output());
+    assert!(text.contains("`svsync restore \""), "{text}");
 }
 
 #[test]

@@ -170,6 +170,13 @@ pub fn run(args: &StatusArgs) -> Exit {
         );
         if let Some(e) = &s.error {
             println!("  error     {}", printable(e));
+            let kept = svsync::fsio::write::backups(std::path::Path::new(&s.file)).len();
+            if kept > 0 {
+                println!(
+                    "  backups   {kept} kept; `svsync restore \"{}\"` lists them and puts one back",
+                    printable(&s.file)
+                );
+            }
             continue;
         }
         if !s.toons.is_empty() {
