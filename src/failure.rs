@@ -138,6 +138,8 @@ pub enum Failure {
         "--dry-run cannot be used with --mailbox: the other PCs would act on what this one sends"
     )]
     MailboxDryRun,
+    #[error("{0} works with `svsync merge` only")]
+    MergeOnly(&'static str),
     #[error(
         "{} is already watched by {holder}; stop that one first (one watcher per account)",
         crate::text::printable(account)
@@ -223,7 +225,8 @@ impl Failure {
             | Failure::KeyInsideMailbox(_)
             | Failure::KeyExists(_)
             | Failure::MailboxNeedsKey
-            | Failure::MailboxDryRun => Kind::Usage,
+            | Failure::MailboxDryRun
+            | Failure::MergeOnly(_) => Kind::Usage,
             Failure::Read { .. }
             | Failure::State(_)
             | Failure::LockFile { .. }

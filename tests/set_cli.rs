@@ -129,6 +129,24 @@ fn named_accounts_of_two_flavors_are_refused_unless_mixed_on_purpose() {
     assert!(stderr(out.get_output()).contains("at least two accounts"));
     let out = wow.svsync().args(["sync", "--all"]).assert().code(2);
     assert!(stderr(out.get_output()).contains("--all --wtf DIR"));
+    // The testing hooks of `merge` would be ignored by a set: refused, not silently dropped.
+    for hook in [["--simulate", "drop=0.1"], ["--wire-log", "wire.jsonl"]] {
+        for cmd in ["sync", "watch"] {
+            let out = wow
+                .svsync()
+                .arg(cmd)
+                .arg(wow.file("ALPHA"))
+                .arg(wow.file("BRAVO"))
+                .args(hook)
+                .assert()
+                .code(2);
+            let err = stderr(out.get_output());
+            assert!(
+                err.contains("works with `svsync merge` only"),
+                "{cmd}: {err}"
+            );
+        }
+    }
 }
 
 /// Two watchers (of different accounts) and merges at once, sharing one state folder: no

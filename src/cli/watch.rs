@@ -77,6 +77,13 @@ fn clock() -> String {
 /// The set the arguments name (with a mailbox, one account is enough: the others are on other
 /// PCs).
 pub fn account_set(set: &SetArgs, sync: &SyncArgs, group: bool) -> Result<AccountSet, Failure> {
+    // The testing hooks drive one pair's link; a set's syncs would ignore them.
+    if sync.simulate.is_some() {
+        return Err(Failure::MergeOnly("--simulate"));
+    }
+    if sync.wire_log.is_some() {
+        return Err(Failure::MergeOnly("--wire-log"));
+    }
     let accounts = if set.all {
         let root = sync.wtf.as_ref().ok_or(Failure::AllNeedsWtf)?;
         svsync::watch::all_accounts(root)?
