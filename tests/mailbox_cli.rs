@@ -105,6 +105,12 @@ fn two_pcs_through_a_shared_folder_exchange_saves_and_survive_a_restart() {
     let g = Group::new();
     let (one, two) = two_pcs();
     exchange(&one, &two, &g.args("PC one"), &g.args("PC two"));
+    // Syncs to another PC are logged like local ones.
+    let log = std::fs::read_to_string(one.state().join("logs/sender.log")).unwrap_or_default();
+    assert!(
+        log.contains("whether it is idle") && log.contains("confirmed"),
+        "sender.log: {log}"
+    );
 
     // Status lists both PCs, their accounts and the last sync, read only.
     let before = files_under(&g.mailbox());

@@ -350,7 +350,7 @@ impl Printer {
                         None => String::new(),
                     };
                     println!(
-                        "{at} {}: cannot be used since {at} ({}); waiting for the next save{hint}",
+                        "{at} {}: cannot be used ({}); waiting for the next save{hint}",
                         name(set, account),
                         printable(&reason)
                     );

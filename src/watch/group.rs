@@ -136,12 +136,15 @@ impl Group {
         let mailbox = Mailbox::open(&config.mailbox, cfg)?;
         let saved = load_sent(&dir.join("sent.json"));
         let stores = settings.state_dir.clone();
+        let logs = settings.log_dir.clone();
         let node = Node::new(
             mailbox,
             settings.target,
             saved.clone(),
             Box::new(move || FileStore::new(&stores)),
-            Box::new(Log::default),
+            // Senders to other PCs log like local ones; a log that cannot open is no reason to
+            // stop syncing.
+            Box::new(move || Log::open(Some(&logs), "sender.log").unwrap_or_default()),
             crate::time::now_ms(),
         );
         Ok(Group {
