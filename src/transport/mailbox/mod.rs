@@ -437,7 +437,10 @@ impl<F: Folder> Mailbox<F> {
     /// Makes an account of this PC reachable: `account` on the wire, `addr` for the drivers.
     pub fn add_local(&mut self, account: &str, addr: &str) {
         if !self.local.iter().any(|(_, a)| a == addr) {
-            self.local.push((account.to_string(), addr.to_string()));
+            // As presence announces it (at most 48 bytes, no `|` or control characters), so
+            // that what other PCs send to that name finds this account.
+            let name = crate::protocol::wire::Name::sanitize(account).to_string();
+            self.local.push((name, addr.to_string()));
         }
     }
 

@@ -286,3 +286,22 @@ fn retry_timing_follows_the_carriers_round_trips() {
         "still about 10 minutes before giving up: {t:?}"
     );
 }
+
+#[test]
+fn an_account_with_a_long_or_odd_name_is_reached_by_the_name_it_announces() {
+    let (_tmp, mut a, mut b, _) = pair();
+    let odd = "Guild|bank account with a name far longer than forty-eight bytes";
+    a.add_local(odd, "local:/odd/GuildHelper.lua");
+    let announced = crate::protocol::wire::Name::sanitize(odd).to_string();
+    assert_ne!(announced, odd);
+    b.send(
+        "local:/b/GuildHelper.lua",
+        &remote_addr(a.id(), &announced),
+        vec![msg(5)],
+    )
+    .unwrap();
+    b.flush().unwrap();
+    let got = a.recv().unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].to, "local:/odd/GuildHelper.lua");
+}
