@@ -802,3 +802,59 @@ fn a_receiver_holding_an_id_twice_keeps_it_once_and_is_told() {
     );
     assert!(written.contains("second") && !written.contains("\"first\""));
 }
+
+#[test]
+fn an_older_record_that_would_nest_too_deep_when_converted_is_a_data_error_not_a_bug() {
+    let t = Tree::new();
+    let original = std::fs::read_to_string(t.file("BRAVO")).unwrap();
+    // A flat roster record of BRAVO (one ALPHA lacks) with a value nested as deep as the game
+    // loads: converted to ALPHA's envelopes it gains a level.
+    let with_depth = |k: usize| {
+        // On the record's own line: the file's line endings stay as they are.
+        original.replacen(
+            "[\"Oldmain-Eonar\"] = {",
+            &format!(
+                "[\"Oldmain-Eonar\"] = {{ [\"pt_note\"] = {}1{},",
+                "{".repeat(k),
+                "}".repeat(k)
+            ),
+            1,
+        )
+    };
+    let validates = |k: usize| {
+        std::fs::write(t.file("BRAVO"), with_depth(k)).unwrap();
+        t.svsync()
+            .arg("validate")
+            .arg(t.file("BRAVO"))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let (mut ok, mut too_deep) = (1, 400);
+    while too_deep - ok > 1 {
+        let mid = (ok + too_deep) / 2;
+        if validates(mid) {
+            ok = mid;
+        } else {
+            too_deep = mid;
+        }
+    }
+    std::fs::write(t.file("BRAVO"), with_depth(ok)).unwrap();
+    assert!(ok > 150 && ok < 399, "the depth search went wrong: {ok}");
+    let before = std::fs::read(t.file("ALPHA")).unwrap();
+    let out = t
+        .svsync()
+        .args(["merge", "BRAVO", "ALPHA", "--target", "sharedData", "--wtf"])
+        .arg(t.wtf())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}{}", stdout(&out));
+    assert!(!err.contains("internal error"), "{err}");
+    assert!(
+        err.contains("cannot be written") && err.contains("nested"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(t.file("ALPHA")).unwrap(), before);
+}
