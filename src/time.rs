@@ -64,6 +64,14 @@ pub fn parse_file_stamp(stamp: &str) -> Option<u64> {
     u64::try_from(secs).ok().map(|s| s * 1000)
 }
 
+/// The pause before attempt `attempts + 1` of something that failed `attempts` times (at least
+/// once): `first`, doubling each time, never more than `max`.
+pub fn backoff(first: u64, attempts: u32, max: u64) -> u64 {
+    first
+        .saturating_mul(1 << attempts.saturating_sub(1).min(20))
+        .min(max)
+}
+
 /// A system time as milliseconds since the Unix epoch (0 before it).
 pub fn ms_of(t: std::time::SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH)

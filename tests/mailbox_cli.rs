@@ -16,15 +16,23 @@ impl Group {
         let g = Group {
             dir: tempfile::tempdir().unwrap(),
         };
-        assert_cmd::Command::cargo_bin("svsync")
-            .unwrap()
-            .args(["mailbox", "init"])
-            .arg(g.mailbox())
-            .arg("--key-file")
-            .arg(g.key())
-            .assert()
-            .success();
+        let out = init(&g.mailbox(), &g.key());
+        assert!(out.status.success(), "{out:?}");
         g
+    }
+
+    /// `status --json` of the group, as seen with `wow`'s state folder.
+    pub fn status_json(&self, wow: &Wow) -> (std::process::Output, serde_json::Value) {
+        let out = wow
+            .svsync()
+            .args(["status", "--json", "--mailbox"])
+            .arg(self.mailbox())
+            .arg("--group-key-file")
+            .arg(self.key())
+            .output()
+            .unwrap();
+        let doc = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (out, doc)
     }
 
     pub fn mailbox(&self) -> PathBuf {
@@ -50,6 +58,18 @@ impl Group {
     pub fn args(&self, name: &str) -> Vec<String> {
         self.args_for(&self.mailbox(), name)
     }
+}
+
+/// `svsync mailbox init DIR --key-file KEY`.
+pub fn init(dir: &Path, key: &Path) -> std::process::Output {
+    assert_cmd::Command::cargo_bin("svsync")
+        .unwrap()
+        .args(["mailbox", "init"])
+        .arg(dir)
+        .arg("--key-file")
+        .arg(key)
+        .output()
+        .unwrap()
 }
 
 /// `watch ALPHA --wtf ... --mailbox ...` on one PC.
@@ -114,18 +134,12 @@ fn two_pcs_through_a_shared_folder_exchange_saves_and_survive_a_restart() {
 
     // Status lists both PCs, their accounts and the last sync, read only.
     let before = files_under(&g.mailbox());
-    let out = one
-        .svsync()
-        .args(["status", "--json"])
-        .args(&g.args("x")[..4])
-        .output()
-        .unwrap();
+    let (out, doc) = g.status_json(&one);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let peers = doc["peers"].as_array().unwrap();
     assert_eq!(peers.len(), 2, "{doc}");
     for p in peers {
@@ -249,13 +263,7 @@ fn files_from_outside_the_group_change_nothing_and_are_reported() {
     drop(w);
     assert_eq!(one.read("ALPHA"), before, "the account file changed");
     // Status does not list the stranger.
-    let out = one
-        .svsync()
-        .args(["status", "--json"])
-        .args(&g.args("x")[..4])
-        .output()
-        .unwrap();
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, doc) = g.status_json(&one);
     let names: Vec<&str> = doc["peers"]
         .as_array()
         .unwrap()
@@ -276,24 +284,14 @@ fn the_group_key_is_made_once_kept_out_of_the_folder_and_required() {
         let mode = std::fs::metadata(g.key()).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "the key is readable by others: {mode:o}");
     }
-    let cmd = || assert_cmd::Command::cargo_bin("svsync").unwrap();
     // An existing key is never replaced; a key inside the folder is refused.
-    let out = cmd()
-        .args(["mailbox", "init"])
-        .arg(g.mailbox())
-        .arg("--key-file")
-        .arg(g.key())
-        .output()
-        .unwrap();
+    let out = init(&g.mailbox(), &g.key());
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(std::fs::read_to_string(g.key()).unwrap(), key);
-    let out = cmd()
-        .args(["mailbox", "init"])
-        .arg(g.mailbox())
-        .arg("--key-file")
-        .arg(g.mailbox().join("sub").join("..").join("k.key"))
-        .output()
-        .unwrap();
+    let out = init(
+        &g.mailbox(),
+        &g.mailbox().join("sub").join("..").join("k.key"),
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("must not be inside"));
     // --mailbox needs the key; a wrong key file is a sentence and 2; a folder that is not a

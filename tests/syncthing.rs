@@ -192,6 +192,54 @@ impl Drop for Syncthing {
     }
 }
 
+/// A group's mailbox on "PC 1" and an empty folder on "PC 2", shared by two Syncthing instances
+/// that have carried the mailbox's marker across (so the carrier works).
+struct Carried {
+    // Fields drop in order: the daemons stop (by PID) before their folders go.
+    _daemons: (Syncthing, Syncthing),
+    group: Group,
+    one: PathBuf,
+    two: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Carried {
+    fn new() -> Carried {
+        let group = Group::new();
+        let tmp = tempfile::tempdir().unwrap();
+        let (one, two) = (group.mailbox(), tmp.path().join("PC two's mailbox"));
+        std::fs::create_dir_all(&two).unwrap();
+        let mut st_one = Syncthing::new(&tmp.path().join("st one"));
+        let mut st_two = Syncthing::new(&tmp.path().join("st two"));
+        st_one.start();
+        st_two.start();
+        st_one.share(&st_two, &one);
+        st_two.share(&st_one, &two);
+        let start = Instant::now();
+        let marker = two.join(svsync::transport::mailbox::MARKER);
+        while !marker.is_file() {
+            assert!(
+                start.elapsed() < PATIENCE,
+                "Syncthing did not carry the folder; logs:\n{}\n{}",
+                std::fs::read_to_string(st_one.home.join("syncthing.log")).unwrap_or_default(),
+                std::fs::read_to_string(st_two.home.join("syncthing.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        eprintln!(
+            "syncthing connected and carried the marker in {:?}",
+            start.elapsed()
+        );
+        Carried {
+            _daemons: (st_one, st_two),
+            group,
+            one,
+            two,
+            _tmp: tmp,
+        }
+    }
+}
+
 fn syncthing_missing() -> bool {
     Command::new("syncthing")
         .arg("--version")
@@ -211,39 +259,15 @@ fn two_pcs_through_two_real_syncthings() {
         );
         return;
     }
-    let g = Group::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let (dir_one, dir_two) = (g.mailbox(), tmp.path().join("PC two's mailbox"));
-    std::fs::create_dir_all(&dir_two).unwrap();
-    let mut st_one = Syncthing::new(&tmp.path().join("st one"));
-    let mut st_two = Syncthing::new(&tmp.path().join("st two"));
-    st_one.start();
-    st_two.start();
-    st_one.share(&st_two, &dir_one);
-    st_two.share(&st_one, &dir_two);
-    // The mailbox marker made on PC 1 reaches PC 2: the carrier works.
-    let start = Instant::now();
-    let marker = dir_two.join(svsync::transport::mailbox::MARKER);
-    while !marker.is_file() {
-        assert!(
-            start.elapsed() < PATIENCE,
-            "Syncthing did not carry the folder; logs:\n{}\n{}",
-            std::fs::read_to_string(st_one.home.join("syncthing.log")).unwrap_or_default(),
-            std::fs::read_to_string(st_two.home.join("syncthing.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    eprintln!(
-        "syncthing connected and carried the marker in {:?}",
-        start.elapsed()
-    );
+    let carried = Carried::new();
+    let (g, dir_one, dir_two) = (&carried.group, &carried.one, &carried.two);
     let (one, two) = two_pcs();
     let started = Instant::now();
     exchange(
         &one,
         &two,
-        &g.args_for(&dir_one, "PC one"),
-        &g.args_for(&dir_two, "PC two"),
+        &g.args_for(dir_one, "PC one"),
+        &g.args_for(dir_two, "PC two"),
     );
     eprintln!(
         "two PCs through Syncthing: first exchange, a save each way, a restart: {:?}",
@@ -252,9 +276,9 @@ fn two_pcs_through_two_real_syncthings() {
     // Syncthing never carries `.stignore`: PC 2's copy got its own when svsync opened it.
     assert!(dir_two.join(".stignore").is_file());
     // No engine conflict copy of svsync's files: each PC writes only its own.
-    let conflicts: Vec<_> = walkdir::WalkDir::new(&dir_one)
+    let conflicts: Vec<_> = walkdir::WalkDir::new(dir_one)
         .into_iter()
-        .chain(walkdir::WalkDir::new(&dir_two))
+        .chain(walkdir::WalkDir::new(dir_two))
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().contains(".sync-conflict-"))
         .collect();
@@ -283,26 +307,15 @@ fn guild_sized_sync_through_syncthing() {
         eprintln!("skipped: `syncthing` is not installed here");
         return;
     }
-    let g = Group::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let (dir_one, dir_two) = (g.mailbox(), tmp.path().join("two"));
-    std::fs::create_dir_all(&dir_two).unwrap();
-    let mut st_one = Syncthing::new(&tmp.path().join("st one"));
-    let mut st_two = Syncthing::new(&tmp.path().join("st two"));
-    st_one.start();
-    st_two.start();
-    st_one.share(&st_two, &dir_one);
-    st_two.share(&st_one, &dir_two);
-    while !dir_two.join(svsync::transport::mailbox::MARKER).is_file() {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let carried = Carried::new();
+    let (g, dir_one, dir_two) = (&carried.group, &carried.one, &carried.two);
     let (one, two) = (crate::watch_cli::Wow::new(), crate::watch_cli::Wow::new());
     let big = svsync::synthetic::guildhelper_file(5_000_000, svsync::lua::Layout::default());
     one.put("_retail_", "ALPHA", &big);
-    let w2 = crate::mailbox_cli::watch_pc(&two, &g.args_for(&dir_two, "PC two"));
+    let w2 = crate::mailbox_cli::watch_pc(&two, &g.args_for(dir_two, "PC two"));
     // PC 2's presence reaches PC 1 first, so that PC 1 starts sending as soon as it runs.
     let start = Instant::now();
-    while walkdir::WalkDir::new(&dir_one)
+    while walkdir::WalkDir::new(dir_one)
         .into_iter()
         .flatten()
         .all(|e| !e.file_name().to_string_lossy().ends_with(".msgs"))
@@ -311,8 +324,8 @@ fn guild_sized_sync_through_syncthing() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let mut before = std::collections::BTreeSet::new();
-    note_flights(&dir_one, &mut before);
-    let w1 = crate::mailbox_cli::watch_pc(&one, &g.args_for(&dir_one, "PC one"));
+    note_flights(dir_one, &mut before);
+    let w1 = crate::mailbox_cli::watch_pc(&one, &g.args_for(dir_one, "PC one"));
     let start = Instant::now();
     let mut seen = before.clone();
     let text = String::from_utf8_lossy(&big).into_owned();
@@ -323,8 +336,8 @@ fn guild_sized_sync_through_syncthing() {
         .unwrap()
         .to_string();
     while !(two.has("ALPHA", &last_toon) && w1.lines().iter().any(|l| l.contains("merged there"))) {
-        note_flights(&dir_one, &mut seen);
-        note_flights(&dir_two, &mut seen);
+        note_flights(dir_one, &mut seen);
+        note_flights(dir_two, &mut seen);
         assert!(
             start.elapsed() < Duration::from_secs(600),
             "{:?}",

@@ -42,10 +42,8 @@ pub fn run(args: &SessionsArgs) -> Exit {
         SessionsAction::Reset { peer } => match match peer {
             None => store.reset(),
             Some(id) => {
-                let prefix = format!("peer:{id}/");
-                store.reset_where(|r| {
-                    r.sender.addr.starts_with(&prefix) || r.receiver.addr.starts_with(&prefix)
-                })
+                let with_it = |addr: &str| svsync::transport::mailbox::is_of_peer(addr, id);
+                store.reset_where(|r| with_it(&r.sender.addr) || with_it(&r.receiver.addr))
             }
         } {
             Ok(n) => {

@@ -47,10 +47,7 @@ fn peers(
 ) -> Result<Vec<GroupPeerJson>, svsync::failure::Failure> {
     let key = svsync::watch::group::read_key(key_file)?;
     let own =
-        std::fs::read(svsync::watch::group::group_state_dir(state_dir, &key).join("peer.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["id"].as_str().map(str::to_string));
+        svsync::transport::mailbox::own_id(&svsync::watch::group::group_state_dir(state_dir, &key));
     if !dir.join(svsync::transport::mailbox::MARKER).is_file() {
         return Err(svsync::transport::TransportError::NotAMailbox(dir.to_path_buf()).into());
     }
@@ -61,13 +58,11 @@ fn peers(
     Ok(svsync::transport::mailbox::survey(&folder, &key)
         .into_iter()
         .map(|(id, seen)| {
-            let prefix = format!("peer:{id}/");
+            let with_it = |addr: &str| svsync::transport::mailbox::is_of_peer(addr, &id);
             let last_sync = records
                 .iter()
                 .filter(|r| r.state == SessionState::Complete)
-                .filter(|r| {
-                    r.sender.addr.starts_with(&prefix) || r.receiver.addr.starts_with(&prefix)
-                })
+                .filter(|r| with_it(&r.sender.addr) || with_it(&r.receiver.addr))
                 .map(|r| r.last_activity)
                 .max();
             GroupPeerJson {

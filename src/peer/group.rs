@@ -352,9 +352,7 @@ impl<A: AccountIo, S: Store, F: Folder> Node<A, S, F> {
                         next: now,
                     });
                     f.attempts += 1;
-                    let pause = FIRST_BACKOFF_MS
-                        .saturating_mul(1 << (f.attempts - 1).min(16))
-                        .min(MAX_BACKOFF_MS);
+                    let pause = crate::time::backoff(FIRST_BACKOFF_MS, f.attempts, MAX_BACKOFF_MS);
                     // A little spread, so peers that failed together do not retry together.
                     f.next = now + pause + self.rng.below(pause / 4 + 1);
                 }

@@ -147,9 +147,7 @@ impl Worker {
                     next: now,
                 });
                 f.attempts += 1;
-                let pause = FIRST_BACKOFF_MS
-                    .saturating_mul(1 << (f.attempts - 1).min(20))
-                    .min(MAX_BACKOFF_MS);
+                let pause = crate::time::backoff(FIRST_BACKOFF_MS, f.attempts, MAX_BACKOFF_MS);
                 f.next = now + pause;
                 if f.attempts == 1 {
                     self.notices.push_back(Notice::PairFailing {

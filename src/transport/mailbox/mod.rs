@@ -36,6 +36,8 @@ use flight::{Flight, FlightError, GroupKey, Letter, is_peer_id};
 /// The file that says a folder is an svsync mailbox.
 pub const MARKER: &str = "svsync-mailbox.txt";
 
+/// This peer's state in its state folder: its id, sequence numbers and read marks.
+const STATE_FILE: &str = "peer.json";
 /// Round trips remembered for the retry timing.
 const RTT_SAMPLES: usize = 16;
 /// How long a file that is not whole yet is given before it is reported (a carrier that writes
@@ -266,6 +268,19 @@ pub fn remote_addr(peer: &str, account: &str) -> String {
     format!("peer:{peer}/{account}")
 }
 
+/// Whether a transport address is an account of PC `peer`.
+pub fn is_of_peer(addr: &str, peer: &str) -> bool {
+    parse_remote(addr).is_some_and(|(p, _)| p == peer)
+}
+
+/// The peer id this PC has in the group whose state is kept in `dir`, if it joined already.
+pub fn own_id(dir: &Path) -> Option<String> {
+    let bytes = std::fs::read(dir.join(STATE_FILE)).ok()?;
+    serde_json::from_slice::<Persisted>(&bytes)
+        .ok()
+        .map(|p| p.id)
+}
+
 /// The peer id and account of a remote address.
 pub fn parse_remote(addr: &str) -> Option<(&str, &str)> {
     let rest = addr.strip_prefix("peer:")?;
@@ -374,7 +389,7 @@ impl<F: Folder> Mailbox<F> {
         let saved = match &cfg.state {
             StateStore::Dir(d) => {
                 std::fs::create_dir_all(d).map_err(io(d))?;
-                std::fs::read(d.join("peer.json")).ok()
+                std::fs::read(d.join(STATE_FILE)).ok()
             }
             StateStore::Memory(cell) => cell.borrow().clone(),
         };
@@ -461,7 +476,7 @@ impl<F: Folder> Mailbox<F> {
         match &self.cfg.state {
             StateStore::Memory(cell) => *cell.borrow_mut() = Some(bytes),
             StateStore::Dir(d) => {
-                let file = d.join("peer.json");
+                let file = d.join(STATE_FILE);
                 let mut tmp = tempfile::NamedTempFile::new_in(d).map_err(io(&file))?;
                 tmp.write_all(&bytes).map_err(io(&file))?;
                 tmp.as_file().sync_all().map_err(io(&file))?;
