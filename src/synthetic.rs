@@ -84,53 +84,71 @@ impl Out {
     }
 }
 
+/// Stamps come from a pool (as real edits cluster in time), which keeps a 100,000-member file
+/// under Lua 5.1's limit of distinct constants.
 fn stamp(rng: &mut Rng) -> String {
+    let n = rng.below(20_000);
     format!(
         "2024{:02}{:02}{:02}{:02}{:02}",
-        1 + rng.below(12),
-        1 + rng.below(28),
-        rng.below(24),
-        rng.below(60),
-        rng.below(60)
+        1 + n % 12,
+        1 + (n / 12) % 28,
+        (n / 336) % 24,
+        (n * 7) % 60,
+        (n * 13) % 60
     )
 }
 
-fn toon(i: u64, rng: &mut Rng) -> String {
-    format!("Toon{i}-{}", rng.pick(REALMS).replace(' ', ""))
+/// Toon names depend only on their number, so every generated file names the same guild.
+fn toon(i: u64) -> String {
+    format!(
+        "Toon{i}-{}",
+        REALMS[(i % REALMS.len() as u64) as usize].replace(' ', "")
+    )
+}
+
+/// One record as the addon's JSON payloads carry it, escaped as a Lua string holds it.
+fn json_record(rng: &mut Rng, table: &str) -> String {
+    let id = match table {
+        "roster" => toon(rng.below(5000)),
+        _ => format!("2024{:014}", rng.below(200) * 7919 + 1),
+    };
+    format!(
+        "{{\\\"{id}\\\":{{\\\"deleted\\\":false, \\\"tableType\\\":\\\"{table}\\\", \\\"lastUpdated\\\":\\\"{}\\\", \\\"guildName\\\":\\\"No Rest For The Wicked-Eonar\\\", \\\"id\\\":\\\"{id}\\\"}}}}",
+        stamp(rng)
+    )
 }
 
 fn log_line(n: u64) -> String {
-    // Names, stamps and numbers vary across the whole line, as in real sync logs. (Lines that
-    // differ only in a few digits, such as `Skipping entry <18 digits> ...`, defeat Lua 5.1's
-    // sampled string hash; docs/BENCHMARKS.md measures that case separately.)
+    // As in the addon's own log: most lines record a received chunk or a reassembled table
+    // with its JSON payload, full of `\"` escapes. Names, stamps and numbers vary across the
+    // whole line. (Lines that differ only in a few digits, such as `Skipping entry <18 digits>
+    // ...`, defeat Lua 5.1's sampled string hash; docs/BENCHMARKS.md measures that case
+    // separately.)
     let mut rng = Rng(n.wrapping_mul(7919) ^ 0xA5A5);
-    let who = toon(rng.below(5000), &mut rng);
-    let other = toon(rng.below(5000), &mut rng);
-    match n % 5 {
-        0 => format!(
-            "Received chunk {}/{} for table roster from {who}: {{\\\"{other}\\\":{{\\\"pt_level\\\":{},\\\"pt_class\\\":\\\"{}\\\",\\\"lastUpdated\\\":\\\"{}\\\"}}}}",
+    let who = toon(rng.below(5000));
+    let table = ["news", "roster", "guildInfo", "calendar", "setup"][rng.below(5) as usize];
+    match n % 10 {
+        0..=4 => format!(
+            "Received metadata chunk {}/{} for table {table}: {}",
             1 + rng.below(9),
             9 + rng.below(12),
-            10 + rng.below(71),
-            rng.pick(CLASSES),
-            stamp(&mut rng)
+            json_record(&mut rng, table)
         ),
-        1 => format!(
+        5 | 6 => format!(
+            "Reassembled metadata for table {table} from {who}: {}",
+            json_record(&mut rng, table)
+        ),
+        7 => format!(
             "{} Sending SAVE_USER data to {who} ({} bytes)",
             stamp(&mut rng),
             1 + rng.below(400)
         ),
-        2 => format!(
-            "Skipping entry {who} with matching lastUpdated {}.",
-            stamp(&mut rng)
-        ),
-        3 => format!(
-            "CompareMetadata {who}: updatesNeededLocally={{{other}}}, updatesNeededRemotely={{{}}}",
-            toon(rng.below(5000), &mut rng)
+        8 => format!(
+            "CompareMetadata {who}: updatesNeededLocally={{{}}}, updatesNeededRemotely={{}}",
+            toon(rng.below(5000))
         ),
         _ => format!(
-            "{} data synced with {who} at {}: {} added, {} updated.",
-            ["news", "roster", "guildInfo", "calendar"][rng.below(4) as usize],
+            "{table} data synced with {who} at {}: {} added, {} updated.",
             stamp(&mut rng),
             rng.below(50),
             rng.below(50)
@@ -138,24 +156,129 @@ fn log_line(n: u64) -> String {
     }
 }
 
-/// A `GuildHelper.lua` of about `target_bytes` bytes in `layout`.
-pub fn guildhelper_file(target_bytes: usize, layout: Layout) -> Vec<u8> {
-    let mut rng = Rng(0x5EED);
-    let mut o = Out {
-        buf: String::with_capacity(target_bytes + 4096),
-        layout,
-    };
-    o.line(0, "");
-    o.line(0, "GuildHelper_SavedVariables = {");
-    o.open(1, "sharedData");
+/// What a generated `GuildHelper.lua` holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spec {
+    /// The file's size, about: the `log` fills what the tables leave.
+    pub bytes: usize,
+    pub layout: Layout,
+    /// Members of `sharedData.roster`.
+    pub members: u64,
+    /// Entries of each of news, guildInfo and calendar.
+    pub entries: u64,
+    /// Members of a `sharedDataRemote.roster` (none: no `sharedDataRemote`).
+    pub remote_members: u64,
+    /// News records appended in the array part of `news`.
+    pub array_news: u64,
+    /// Those records all carry one id (else each its own).
+    pub array_news_share_id: bool,
+    /// The `log` comes before `sharedData` (Lua writes keys in any order).
+    pub log_first: bool,
+    /// Varies stamps, levels and ranks between files that name the same guild.
+    pub seed: u64,
+}
 
+impl Spec {
+    /// A guild-sized file of about `bytes`: up to 2,000 toons and 200 entries per table, fewer
+    /// in small files.
+    pub fn new(bytes: usize, layout: Layout) -> Spec {
+        Spec {
+            bytes,
+            layout,
+            members: (bytes / 2500).clamp(10, 2000) as u64,
+            entries: (bytes / 25_000).clamp(5, 200) as u64,
+            remote_members: 0,
+            array_news: 0,
+            array_news_share_id: false,
+            log_first: false,
+            seed: 0x5EED,
+        }
+    }
+
+    /// The file's bytes.
+    pub fn generate(&self) -> Vec<u8> {
+        let mut rng = Rng(self.seed);
+        let mut o = Out {
+            buf: String::with_capacity(self.bytes + 4096),
+            layout: self.layout,
+        };
+        o.line(0, "");
+        o.line(0, "GuildHelper_SavedVariables = {");
+        if self.log_first {
+            self.log(
+                &mut o,
+                &mut rng,
+                self.bytes.saturating_sub(self.tables_estimate()),
+            );
+        }
+        o.open(1, "sharedData");
+        roster(&mut o, &mut rng, self.members);
+        for table in ["news", "guildInfo", "calendar"] {
+            o.open(2, table);
+            for i in 0..self.entries {
+                let id = format!("2024{:014}", i * 7919 + 1);
+                post(&mut o, &mut rng, table, &id, i);
+            }
+            if table == "news" {
+                for i in 0..self.array_news {
+                    let id = if self.array_news_share_id {
+                        "20240000000000000042".to_owned()
+                    } else {
+                        format!("2025{:014}", i)
+                    };
+                    o.line(3, "{");
+                    post_fields(&mut o, &mut rng, table, &id, i);
+                    o.item(3, "}", i as usize + 1);
+                }
+            }
+            o.close(2);
+        }
+        o.open(2, "setup");
+        o.open(3, "linkedGuildGroups");
+        o.field(4, "lastUpdated", "\"20241130194258\"");
+        o.open(4, "guilds");
+        o.line(5, "{");
+        o.field(6, "name", "\"No Rest For The Wicked-Eonar\"");
+        o.item(5, "}", 1);
+        o.close(4);
+        o.close(3);
+        o.close(2);
+        o.close(1);
+        if self.remote_members > 0 {
+            o.open(1, "sharedDataRemote");
+            roster(&mut o, &mut rng, self.remote_members);
+            o.close(1);
+        }
+        if !self.log_first {
+            self.log(&mut o, &mut rng, self.bytes);
+        }
+        o.line(0, "}");
+        o.buf.into_bytes()
+    }
+
+    fn tables_estimate(&self) -> usize {
+        ((self.members + self.remote_members) * 420 + (self.entries * 3 + self.array_news) * 400)
+            as usize
+    }
+
+    /// The `log`, until the file holds about `until` bytes.
+    fn log(&self, o: &mut Out, rng: &mut Rng, until: usize) {
+        o.open(1, "log");
+        let mut n = 1usize;
+        while o.buf.len() + 16 < until {
+            let line = log_line(rng.below(LOG_POOL));
+            o.item(2, &format!("\"{line}\""), n);
+            n += 1;
+        }
+        o.close(1);
+    }
+}
+
+fn roster(o: &mut Out, rng: &mut Rng, members: u64) {
     o.open(2, "roster");
-    // Guild-sized: up to 2000 toons and 200 entries per table, fewer in small files.
-    let toon_count = (target_bytes / 2500).clamp(10, 2000) as u64;
-    let entry_count = (target_bytes / 25_000).clamp(5, 200) as u64;
-    let toons: Vec<String> = (0..toon_count).map(|i| toon(i, &mut rng)).collect();
-    for (i, name) in toons.iter().enumerate() {
-        o.open(3, name);
+    for i in 0..members {
+        let name = toon(i);
+        o.open(3, &name);
         let class = rng.pick(CLASSES);
         let level = 10 + rng.below(71);
         if i % 2 == 0 {
@@ -166,17 +289,17 @@ pub fn guildhelper_file(target_bytes: usize, layout: Layout) -> Vec<u8> {
             o.field(
                 4,
                 "pt_itemLevel",
-                &format!("{}.{}", 500 + rng.below(140), rng.below(1000)),
+                &format!("{}.{}", 500 + rng.below(140), rng.below(10)),
             );
             o.open(4, "pt_roles");
             o.item(5, "\"DPS\"", 1);
             o.close(4);
-            o.field(4, "lastUpdated", &format!("\"{}\"", stamp(&mut rng)));
+            o.field(4, "lastUpdated", &format!("\"{}\"", stamp(rng)));
             o.field(4, "deleted", "false");
         } else {
             o.field(4, "deleted", "false");
             o.field(4, "tableType", "\"roster\"");
-            o.field(4, "lastUpdated", &format!("\"{}\"", stamp(&mut rng)));
+            o.field(4, "lastUpdated", &format!("\"{}\"", stamp(rng)));
             o.field(4, "guildName", "\"No Rest For The Wicked-Eonar\"");
             o.field(4, "id", &format!("\"{name}\""));
             o.open(4, "data");
@@ -193,49 +316,35 @@ pub fn guildhelper_file(target_bytes: usize, layout: Layout) -> Vec<u8> {
         o.close(3);
     }
     o.close(2);
+}
 
-    for table in ["news", "guildInfo", "calendar"] {
-        o.open(2, table);
-        for i in 0..entry_count {
-            let id = format!("2024{:014}", i * 7919 + 1);
-            o.open(3, &id);
-            o.field(4, "deleted", "false");
-            o.field(4, "tableType", &format!("\"{table}\""));
-            o.field(4, "lastUpdated", &format!("\"{}\"", stamp(&mut rng)));
-            o.field(4, "guildName", "\"No Rest For The Wicked-Eonar\"");
-            o.field(4, "id", &format!("\"{id}\""));
-            o.open(4, "data");
-            o.field(5, "title", &format!("\"Raid night {i}\""));
-            o.field(5, "category", "\"Events\"");
-            o.field(5, "date", "\"2025-01-05 19:30:12\"");
-            o.field(5, "content", "\"Heroic raid moves to Thursday 8pm server time.\\nBring flasks and \\\"Algari\\\" food!\"");
-            o.close(4);
-            o.close(3);
-        }
-        o.close(2);
-    }
-    o.open(2, "setup");
-    o.open(3, "linkedGuildGroups");
-    o.field(4, "lastUpdated", "\"20241130194258\"");
-    o.open(4, "guilds");
-    o.line(5, "{");
-    o.field(6, "name", "\"No Rest For The Wicked-Eonar\"");
-    o.item(5, "}", 1);
-    o.close(4);
+fn post(o: &mut Out, rng: &mut Rng, table: &str, id: &str, i: u64) {
+    o.open(3, id);
+    post_fields(o, rng, table, id, i);
     o.close(3);
-    o.close(2);
-    o.close(1);
+}
 
-    o.open(1, "log");
-    let mut n = 1usize;
-    while o.buf.len() + 16 < target_bytes {
-        let line = log_line(rng.below(LOG_POOL));
-        o.item(2, &format!("\"{line}\""), n);
-        n += 1;
-    }
-    o.close(1);
-    o.line(0, "}");
-    o.buf.into_bytes()
+fn post_fields(o: &mut Out, rng: &mut Rng, table: &str, id: &str, i: u64) {
+    o.field(4, "deleted", "false");
+    o.field(4, "tableType", &format!("\"{table}\""));
+    o.field(4, "lastUpdated", &format!("\"{}\"", stamp(rng)));
+    o.field(4, "guildName", "\"No Rest For The Wicked-Eonar\"");
+    o.field(4, "id", &format!("\"{id}\""));
+    o.open(4, "data");
+    o.field(5, "title", &format!("\"Raid night {i}\""));
+    o.field(5, "category", "\"Events\"");
+    o.field(5, "date", "\"2025-01-05 19:30:12\"");
+    o.field(
+        5,
+        "content",
+        "\"Heroic raid moves to Thursday 8pm server time.\\nBring flasks and \\\"Algari\\\" food!\"",
+    );
+    o.close(4);
+}
+
+/// A `GuildHelper.lua` of about `target_bytes` bytes in `layout`.
+pub fn guildhelper_file(target_bytes: usize, layout: Layout) -> Vec<u8> {
+    Spec::new(target_bytes, layout).generate()
 }
 
 #[cfg(test)]
@@ -264,6 +373,40 @@ mod tests {
                 240
             );
         }
+    }
+
+    #[test]
+    fn specs_add_a_remote_roster_duplicates_and_a_log_first() {
+        let spec = Spec {
+            remote_members: 30,
+            array_news: 7,
+            array_news_share_id: true,
+            log_first: true,
+            ..Spec::new(200_000, Layout::default())
+        };
+        let file = spec.generate();
+        let doc = parse(&file).unwrap();
+        let gh = doc.global("GuildHelper_SavedVariables").unwrap();
+        let fields = doc.fields(gh.value);
+        let keys: Vec<_> = fields
+            .iter()
+            .map(|f| String::from_utf8_lossy(&doc.key_string(f).unwrap()).into_owned())
+            .collect();
+        assert_eq!(keys, ["log", "sharedData", "sharedDataRemote"]);
+        let remote = doc.get(gh.value, b"sharedDataRemote").unwrap();
+        let roster = doc.get(remote.value, b"roster").unwrap();
+        assert_eq!(doc.fields(roster.value).len(), 30);
+        let shared = doc.get(gh.value, b"sharedData").unwrap();
+        let news = doc.get(shared.value, b"news").unwrap();
+        assert_eq!(doc.fields(news.value).len() as u64, spec.entries + 7);
+        // Most log lines carry a JSON payload with escaped quotes.
+        let text = String::from_utf8_lossy(&file);
+        let log: Vec<&str> = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with('"') && l.len() > 40)
+            .collect();
+        let escaped = log.iter().filter(|l| l.matches("\\\"").count() >= 10);
+        assert!(escaped.count() * 10 >= log.len() * 6, "{}", log.len());
     }
 
     #[test]
