@@ -135,7 +135,7 @@ fn merge(from: &Account, to: &[u8], target: Target) -> Option<Vec<u8>> {
         let Ok(LuaValue::Table(t)) = from_json_bytes(&p.bytes) else {
             panic!("{}: payload of {} does not decode", from.name, p.table);
         };
-        file.merge(p.table, &t);
+        file.merge(p.table, t);
     }
     file.finish(source.metadata).unwrap()
 }

@@ -334,7 +334,7 @@ fn guildhelper_files_get_a_shared_data_remote_copy() {
 
 fn key() -> impl Strategy<Value = Key> {
     prop_oneof![
-        prop::collection::vec(any::<u8>(), 0..12).prop_map(Key::Str),
+        prop::collection::vec(any::<u8>(), 0..12).prop_map(Key::str),
         (-5i64..40).prop_map(Key::int),
         any::<i64>().prop_map(|i| Key::Num(Number::new(i as f64))),
         (-1e6f64..1e6).prop_map(|f| Key::Num(Number::new(f))),
@@ -349,7 +349,7 @@ fn value() -> impl Strategy<Value = LuaValue> {
             .prop_filter("finite", |f| f.is_finite())
             .prop_map(|f| LuaValue::Number(Number::new(f))),
         (-100i64..100).prop_map(|i| LuaValue::Number(Number::new(i as f64))),
-        prop::collection::vec(any::<u8>(), 0..40).prop_map(LuaValue::Str),
+        prop::collection::vec(any::<u8>(), 0..40).prop_map(LuaValue::str),
         "[a-z|\\\\\"\n\u{e9}\u{4e2d}0-9 ]{0,20}".prop_map(LuaValue::str),
     ];
     leaf.prop_recursive(5, 64, 10, |inner| {

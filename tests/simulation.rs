@@ -34,7 +34,7 @@ fn expected(source: &Source, receiver: &[u8], target: Target) -> Vec<u8> {
         let Ok(LuaValue::Table(table)) = from_json_bytes(&p.bytes) else {
             panic!("payload of {} is not a table", p.table);
         };
-        t.merge(p.table, &table);
+        t.merge(p.table, table);
     }
     t.finish(source.metadata)
         .unwrap()

@@ -83,7 +83,7 @@ pub fn from_mlua(v: mlua::Value) -> Option<LuaValue> {
         mlua::Value::Boolean(b) => LuaValue::Bool(b),
         mlua::Value::Integer(i) => LuaValue::Number(Number::new(i as f64)),
         mlua::Value::Number(n) => LuaValue::Number(Number::new(n)),
-        mlua::Value::String(s) => LuaValue::Str(s.as_bytes().to_vec()),
+        mlua::Value::String(s) => LuaValue::str(s.as_bytes()),
         mlua::Value::Table(t) => {
             let mut entries = Vec::new();
             for pair in t.pairs::<mlua::Value, mlua::Value>() {
@@ -92,7 +92,7 @@ pub fn from_mlua(v: mlua::Value) -> Option<LuaValue> {
                     mlua::Value::Boolean(b) => Key::Bool(b),
                     mlua::Value::Integer(i) => Key::Num(Number::new(i as f64)),
                     mlua::Value::Number(n) => Key::Num(Number::new(n)),
-                    mlua::Value::String(s) => Key::Str(s.as_bytes().to_vec()),
+                    mlua::Value::String(s) => Key::str(s.as_bytes()),
                     _ => return None,
                 };
                 entries.push((key, from_mlua(v)?));

@@ -103,7 +103,7 @@ pub fn convert(table: TableName, entry: Entry, layout: Layout) -> Entry {
             let mut flat = to_flat(table, record);
             // A post keyed by id, moved to the array, keeps its identity in `id`.
             if let Some(k) = key.filter(|_| flat.get_str("id").is_none() && table.is_posts()) {
-                flat.insert(Key::str("id"), LuaValue::Str(k));
+                flat.insert(Key::str("id"), LuaValue::Str(k.into()));
             }
             (older_part(table, part), flat)
         }
@@ -131,7 +131,7 @@ fn current_key(table: TableName, part: &Part, record: &Table) -> Option<Key> {
         }
         (_, Part::Keyed(k)) => Some(k.clone()),
         (TableName::News | TableName::GuildInfo | TableName::Calendar, Part::Array) => {
-            Record::new(table, record).id_field().map(Key::Str)
+            Record::new(table, record).id_field().map(Key::str)
         }
         _ => None,
     }
@@ -164,7 +164,7 @@ fn to_envelope(table: TableName, record: Table, key: Option<&Key>) -> Table {
         match (table, name.as_deref()) {
             (TableName::Roster, Some(b"pt_guildName")) => guild_from_pt = Some(v),
             (TableName::Roster, Some(n)) if n.starts_with(b"pt_") || n.starts_with(b"gb_") => {
-                data.insert(Key::Str(n[3..].to_vec()), v);
+                data.insert(Key::str(&n[3..]), v);
             }
             _ => data.insert(k, v),
         }
@@ -235,7 +235,7 @@ fn to_flat(table: TableName, record: Table) -> Table {
                 let gb = GB_FIELDS.iter().any(|f| f.as_bytes() == name);
                 let mut out = if gb { b"gb_".to_vec() } else { b"pt_".to_vec() };
                 out.extend_from_slice(name);
-                Key::Str(out)
+                Key::Str(out.into())
             }
             _ => k,
         };
@@ -245,7 +245,7 @@ fn to_flat(table: TableName, record: Table) -> Table {
             if let Key::Str(name) = &k {
                 let mut alt = b"data_".to_vec();
                 alt.extend_from_slice(name);
-                flat.insert(Key::Str(alt), v);
+                flat.insert(Key::Str(alt.into()), v);
             }
             continue;
         }

@@ -24,7 +24,7 @@ mod target;
 pub use target::{FinishError, OpenError, TargetFile};
 
 use crate::lua::{Document, Key, KeyPath, LuaValue, SpliceError, Splicer, Table};
-use crate::model::tables::{Entry, Part, Record, TableName, assemble, entries, key_identity};
+use crate::model::tables::{Entry, Part, Record, TableName, assemble, into_entries, key_identity};
 use crate::model::{SAVED_VARIABLES, Target};
 
 use layout::{Layout, SETUP_ID, convert, decide};
@@ -158,11 +158,24 @@ pub fn merge_table(
     target: Option<&Table>,
     layout: Layout,
 ) -> Merged {
+    let mut merged = merge_owned(table, incoming.clone(), target.cloned(), layout);
+    merged.changed = target != Some(&merged.table);
+    merged
+}
+
+/// [`merge_table`] on owned tables: every record moves into the result, none is copied.
+/// `changed` is left `true`: the caller, who had the target, decides it.
+pub fn merge_owned(
+    table: TableName,
+    incoming: Table,
+    target: Option<Table>,
+    layout: Layout,
+) -> Merged {
     let mut counts = Counts::default();
     let mut slots: Vec<Slot> = Vec::new();
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut duplicates = 0;
-    for e in target.map(entries).unwrap_or_default() {
+    for e in target.map(into_entries).unwrap_or_default() {
         let e = convert(table, e, layout);
         let id = identity(table, &e).filter(|_| matches!(e.value, LuaValue::Table(_)));
         if let Some(id) = &id
@@ -189,7 +202,7 @@ pub fn merge_table(
         });
     }
 
-    for e in entries(incoming) {
+    for e in into_entries(incoming) {
         counts.received += 1;
         let e = convert(table, e, layout);
         let id = match (&e.value, identity(table, &e)) {
@@ -230,11 +243,10 @@ pub fn merge_table(
         part: s.part,
         value: s.value,
     }));
-    let changed = target != Some(&merged);
     Merged {
         table: merged,
         counts,
-        changed,
+        changed: true,
         layout,
         duplicates,
     }

@@ -4,6 +4,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::lua::Number;
+use crate::model::tables::entries;
 
 fn s(text: &str) -> LuaValue {
     LuaValue::str(text)
@@ -362,7 +363,7 @@ fn container() -> impl Strategy<Value = Table> {
                         .as_str()
                         .unwrap()
                         .to_vec();
-                    (Key::Str(id), v)
+                    (Key::Str(id.into()), v)
                 }))
             } else {
                 Table::array(values)

@@ -17,8 +17,6 @@
 //! Because real keys never start with a single `$` followed by a letter, the tagged objects
 //! cannot be confused with tables.
 
-use serde_json::{Map, Value};
-
 use crate::lua::{Key, LuaValue, MAX_TABLE_DEPTH, Number, Table, format_number, numeral_value};
 
 /// Why JSON could not be turned into a Lua value (or the reverse).
@@ -41,85 +39,108 @@ pub enum JsonError {
 const BYTES: &str = "$bytes";
 const NUM: &str = "$num";
 
-/// Encodes a value as JSON.
-pub fn to_json(value: &LuaValue) -> Result<Value, JsonError> {
-    encode(value, false)
-}
-
-/// The same value with every object's keys sorted: one text per value, whatever the order its
-/// fields were written in (used to break ties the same way on every machine).
-pub fn canonical(value: &LuaValue) -> Result<Vec<u8>, JsonError> {
-    let json = encode(value, true)?;
-    serde_json::to_vec(&json).map_err(|e| JsonError::Syntax(e.to_string()))
-}
-
-/// Encodes a value as compact JSON bytes.
+/// Encodes a value as compact JSON bytes, written straight from the value (no JSON tree).
 pub fn to_json_bytes(value: &LuaValue) -> Result<Vec<u8>, JsonError> {
-    let json = to_json(value)?;
-    serde_json::to_vec(&json).map_err(|e| JsonError::Syntax(e.to_string()))
+    let mut out = Vec::new();
+    encode(value, &mut out)?;
+    Ok(out)
 }
 
-/// Decodes JSON bytes made by [`to_json_bytes`].
-pub fn from_json_bytes(bytes: &[u8]) -> Result<LuaValue, JsonError> {
-    use serde::Deserialize;
-    // Tables nest down to Lua's limit, and a tagged value adds one level.
-    if nesting_over(bytes, MAX_TABLE_DEPTH + 1) {
-        return Err(JsonError::TooDeep);
-    }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    de.disable_recursion_limit();
-    let json = Value::deserialize(&mut de).map_err(|e| JsonError::Syntax(e.to_string()))?;
-    de.end().map_err(|e| JsonError::Syntax(e.to_string()))?;
-    from_json(&json)
+/// Encodes a table as compact JSON bytes.
+pub fn table_to_json_bytes(table: &Table) -> Result<Vec<u8>, JsonError> {
+    let mut out = Vec::new();
+    encode_table(table, &mut out)?;
+    Ok(out)
 }
 
-/// Decodes a JSON value made by [`to_json`].
-pub fn from_json(json: &Value) -> Result<LuaValue, JsonError> {
-    decode(json, 0)
+/// A JSON string, escaped as serde_json escapes it.
+fn write_str(text: &str, out: &mut Vec<u8>) -> Result<(), JsonError> {
+    serde_json::to_writer(&mut *out, text).map_err(|e| JsonError::Syntax(e.to_string()))
 }
 
-fn encode(value: &LuaValue, sorted: bool) -> Result<Value, JsonError> {
-    Ok(match value {
-        LuaValue::Bool(b) => Value::Bool(*b),
-        LuaValue::Number(n) => encode_number(n)?,
+fn write_tagged(tag: &str, text: &str, out: &mut Vec<u8>) -> Result<(), JsonError> {
+    out.push(b'{');
+    write_str(tag, out)?;
+    out.push(b':');
+    write_str(text, out)?;
+    out.push(b'}');
+    Ok(())
+}
+
+fn encode(value: &LuaValue, out: &mut Vec<u8>) -> Result<(), JsonError> {
+    match value {
+        LuaValue::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        LuaValue::Number(n) => encode_number(n, out)?,
         LuaValue::Str(s) => match std::str::from_utf8(s) {
-            Ok(text) => Value::String(text.to_string()),
-            Err(_) => tagged(BYTES, hex(s)),
+            Ok(text) => write_str(text, out)?,
+            Err(_) => write_tagged(BYTES, &hex(s), out)?,
         },
-        LuaValue::Table(t) => encode_table(t, sorted)?,
-    })
+        LuaValue::Table(t) => encode_table(t, out)?,
+    }
+    Ok(())
 }
 
-fn tagged(tag: &str, text: String) -> Value {
-    let mut map = Map::new();
-    map.insert(tag.to_string(), Value::String(text));
-    Value::Object(map)
-}
-
-fn number_text(n: &Number) -> Result<String, JsonError> {
+fn number_text(n: &Number) -> Result<std::borrow::Cow<'_, str>, JsonError> {
     match n.text() {
-        Some(text) => Ok(text.to_string()),
-        None => format_number(n.value()).map_err(|_| JsonError::Number(n.value().to_string())),
+        Some(text) => Ok(text.into()),
+        None => format_number(n.value())
+            .map(Into::into)
+            .map_err(|_| JsonError::Number(n.value().to_string())),
     }
 }
 
-fn encode_number(n: &Number) -> Result<Value, JsonError> {
+/// Whether `text` is a number in JSON's grammar.
+fn is_json_number(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > start
+    };
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(&mut i);
+        }
+        _ => return false,
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+fn encode_number(n: &Number, out: &mut Vec<u8>) -> Result<(), JsonError> {
     // A numeral Lua reads as infinite (`1e400`) has no shortest form: its text travels.
     if let (false, Some(text)) = (n.value().is_finite(), n.text()) {
-        return Ok(tagged(NUM, text.to_string()));
+        return write_tagged(NUM, text, out);
     }
     let shortest =
         format_number(n.value()).map_err(|_| JsonError::Number(n.value().to_string()))?;
     let text = number_text(n)?;
-    if text == shortest
-        && let Ok(Value::Number(json)) = serde_json::from_str::<Value>(&text)
-    {
-        return Ok(Value::Number(json));
+    if *text == shortest && is_json_number(&text) {
+        out.extend_from_slice(text.as_bytes());
+        return Ok(());
     }
-    Ok(tagged(NUM, text))
+    write_tagged(NUM, &text, out)
 }
 
-fn encode_table(t: &Table, sorted: bool) -> Result<Value, JsonError> {
+fn encode_table(t: &Table, out: &mut Vec<u8>) -> Result<(), JsonError> {
     let n = t.len();
     if n > 0 && t.sequence_len() == n {
         // Keys are exactly 1..n (in any order): an array, in index order.
@@ -129,21 +150,196 @@ fn encode_table(t: &Table, sorted: bool) -> Result<Value, JsonError> {
             .map(|(k, v)| (k.as_index().unwrap_or(0), v))
             .collect();
         items.sort_by_key(|(i, _)| *i);
-        let items = items
-            .into_iter()
-            .map(|(_, v)| encode(v, sorted))
-            .collect::<Result<Vec<_>, _>>()?;
-        return Ok(Value::Array(items));
+        out.push(b'[');
+        for (i, (_, v)) in items.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            encode(v, out)?;
+        }
+        out.push(b']');
+        return Ok(());
     }
-    let mut fields: Vec<(String, Value)> = t
-        .entries()
-        .iter()
-        .map(|(k, v)| Ok((encode_key(k)?, encode(v, sorted)?)))
-        .collect::<Result<_, JsonError>>()?;
-    if sorted {
-        fields.sort_by(|a, b| a.0.cmp(&b.0));
+    out.push(b'{');
+    for (i, (k, v)) in t.entries().iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(&encode_key(k)?, out)?;
+        out.push(b':');
+        encode(v, out)?;
     }
-    Ok(Value::Object(fields.into_iter().collect()))
+    out.push(b'}');
+    Ok(())
+}
+
+/// Decodes JSON bytes made by [`to_json_bytes`], straight into Lua values (no JSON tree).
+pub fn from_json_bytes(bytes: &[u8]) -> Result<LuaValue, JsonError> {
+    use serde::de::DeserializeSeed;
+    // Tables nest down to Lua's limit, and a tagged value adds one level; checked first, so
+    // the decoder's recursion is bounded.
+    if nesting_over(bytes, MAX_TABLE_DEPTH + 1) {
+        return Err(JsonError::TooDeep);
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.disable_recursion_limit();
+    let value = Decode { depth: 0 }
+        .deserialize(&mut de)
+        .map_err(|e| JsonError::Syntax(e.to_string()))?;
+    de.end().map_err(|e| JsonError::Syntax(e.to_string()))?;
+    Ok(value)
+}
+
+/// How serde_json (with `arbitrary_precision`) hands a number's exact text to a visitor: a map
+/// of one entry under this key.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+/// An object key, borrowed from the payload when it has no escapes.
+struct KeyText;
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeyText {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeyText {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+        Ok(s.into())
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(s.to_owned().into())
+    }
+
+    fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Self::Value, E> {
+        Ok(s.into())
+    }
+}
+
+/// Decodes one JSON value at a nesting depth.
+#[derive(Clone, Copy)]
+struct Decode {
+    depth: u32,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Decode {
+    type Value = LuaValue;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<LuaValue, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+fn fail<E: serde::de::Error>(e: JsonError) -> E {
+    E::custom(e)
+}
+
+fn number_from_text<E: serde::de::Error>(text: &str) -> Result<LuaValue, E> {
+    parse_number(text, false)
+        .map(LuaValue::Number)
+        .ok_or_else(|| fail(JsonError::Number(text.to_owned())))
+}
+
+impl<'de> serde::de::Visitor<'de> for Decode {
+    type Value = LuaValue;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON payload of Lua values")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<LuaValue, E> {
+        Ok(LuaValue::Bool(b))
+    }
+
+    // serde_json hands integers that fit 64 bits over as such (their text is exactly the
+    // integer's decimal form), every other number as its text (see `NUMBER_TOKEN`).
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<LuaValue, E> {
+        number_from_text(&n.to_string())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<LuaValue, E> {
+        number_from_text(&n.to_string())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<LuaValue, E> {
+        Err(fail(JsonError::Null))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<LuaValue, E> {
+        Ok(LuaValue::str(s))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, s: String) -> Result<LuaValue, E> {
+        Ok(LuaValue::Str(s.into_bytes().into()))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<LuaValue, A::Error> {
+        if self.depth >= MAX_TABLE_DEPTH {
+            return Err(fail(JsonError::TooDeep));
+        }
+        let inner = Decode {
+            depth: self.depth + 1,
+        };
+        let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(v) = seq.next_element_seed(inner)? {
+            values.push(v);
+        }
+        Ok(LuaValue::Table(Table::array(values)))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<LuaValue, A::Error> {
+        let Some(first) = map.next_key_seed(KeyText)? else {
+            return Ok(LuaValue::Table(Table::new()));
+        };
+        let inner = Decode {
+            depth: self.depth + 1,
+        };
+        match first.as_ref() {
+            NUMBER_TOKEN => {
+                let text = map.next_value_seed(KeyText)?;
+                return number_from_text(&text);
+            }
+            BYTES | NUM => {
+                // A tagged value: one entry whose value is a string.
+                let value = map.next_value_seed(inner)?;
+                if map.next_key_seed(KeyText)?.is_some() {
+                    return Err(fail(JsonError::Key(first.into_owned())));
+                }
+                let text = match &value {
+                    LuaValue::Str(s) => std::str::from_utf8(s).unwrap_or_default(),
+                    _ => return Err(fail(JsonError::Key(first.into_owned()))),
+                };
+                return if first == BYTES {
+                    unhex(text).map(|b| LuaValue::Str(b.into())).map_err(fail)
+                } else {
+                    parse_number(text, true)
+                        .map(LuaValue::Number)
+                        .ok_or_else(|| fail(JsonError::Number(text.to_owned())))
+                };
+            }
+            _ => {}
+        }
+        if self.depth >= MAX_TABLE_DEPTH {
+            return Err(fail(JsonError::TooDeep));
+        }
+        let mut table = Table::new();
+        let key = decode_key(&first).map_err(fail)?;
+        table.insert(key, map.next_value_seed(inner)?);
+        while let Some(k) = map.next_key_seed(KeyText)? {
+            let key = decode_key(&k).map_err(fail)?;
+            table.insert(key, map.next_value_seed(inner)?);
+        }
+        Ok(LuaValue::Table(table))
+    }
 }
 
 /// The JSON object key of a Lua key.
@@ -172,14 +368,14 @@ pub fn decode_key(key: &str) -> Result<Key, JsonError> {
     }
     if let Some(rest) = key.strip_prefix('$') {
         if rest.starts_with('$') || rest.starts_with('#') {
-            return Ok(Key::Str(rest.as_bytes().to_vec()));
+            return Ok(Key::str(rest));
         }
         if let Some(h) = rest.strip_prefix('x') {
-            return Ok(Key::Str(unhex(h)?));
+            return Ok(Key::Str(unhex(h)?.into()));
         }
         return Err(JsonError::Key(key.to_string()));
     }
-    Ok(Key::Str(key.as_bytes().to_vec()))
+    Ok(Key::str(key))
 }
 
 /// A numeral's value with its text. `Lua` text (a `$num` value or a `#` key) may be one Lua
@@ -221,51 +417,6 @@ fn nesting_over(bytes: &[u8], limit: u32) -> bool {
         }
     }
     false
-}
-
-fn decode(json: &Value, depth: u32) -> Result<LuaValue, JsonError> {
-    Ok(match json {
-        Value::Null => return Err(JsonError::Null),
-        Value::Bool(b) => LuaValue::Bool(*b),
-        Value::Number(n) => {
-            let text = n.to_string();
-            LuaValue::Number(parse_number(&text, false).ok_or(JsonError::Number(text))?)
-        }
-        Value::String(s) => LuaValue::Str(s.as_bytes().to_vec()),
-        Value::Array(items) => {
-            if depth >= MAX_TABLE_DEPTH {
-                return Err(JsonError::TooDeep);
-            }
-            let values = items
-                .iter()
-                .map(|v| decode(v, depth + 1))
-                .collect::<Result<Vec<_>, _>>()?;
-            LuaValue::Table(Table::array(values))
-        }
-        Value::Object(map) => {
-            if map.len() == 1
-                && let Some((tag, Value::String(text))) = map.iter().next()
-            {
-                match tag.as_str() {
-                    BYTES => return Ok(LuaValue::Str(unhex(text)?)),
-                    NUM => {
-                        return parse_number(text, true)
-                            .map(LuaValue::Number)
-                            .ok_or_else(|| JsonError::Number(text.clone()));
-                    }
-                    _ => {}
-                }
-            }
-            if depth >= MAX_TABLE_DEPTH {
-                return Err(JsonError::TooDeep);
-            }
-            let mut table = Table::new();
-            for (k, v) in map {
-                table.insert(decode_key(k)?, decode(v, depth + 1)?);
-            }
-            LuaValue::Table(table)
-        }
-    })
 }
 
 /// Lowercase hex of bytes (also the chunk journal's encoding).
@@ -329,7 +480,7 @@ mod tests {
     #[test]
     fn odd_values_keep_their_exact_form() {
         let v = LuaValue::Table(Table::from_entries([
-            (Key::str("$bytes"), LuaValue::Str(vec![0xff, 0x00, b'a'])),
+            (Key::str("$bytes"), LuaValue::str([0xff, 0x00, b'a'])),
             (
                 Key::str("#1"),
                 LuaValue::Number(Number::with_text(16.0, "0x10")),
@@ -342,10 +493,10 @@ mod tests {
                 Key::Bool(false),
                 LuaValue::Number(Number::with_text(633.5, "633.50")),
             ),
-            (Key::Str(vec![0xe9]), LuaValue::str("x")),
+            (Key::str([0xe9]), LuaValue::str("x")),
             (Key::int(1), LuaValue::str("first")),
         ]));
-        let json = to_json(&v).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&to_json_bytes(&v).unwrap()).unwrap();
         assert_eq!(json["$$bytes"]["$bytes"], "ff0061");
         assert_eq!(json["$#1"]["$num"], "0x10");
         assert_eq!(json["#2.5"], true);
@@ -360,19 +511,6 @@ mod tests {
                 .and_then(|n| n.text()),
             Some("633.50")
         );
-    }
-
-    #[test]
-    fn canonical_text_ignores_field_order() {
-        let a = LuaValue::Table(Table::from_entries([
-            (Key::str("b"), LuaValue::str("1")),
-            (Key::str("a"), LuaValue::str("2")),
-        ]));
-        let b = LuaValue::Table(Table::from_entries([
-            (Key::str("a"), LuaValue::str("2")),
-            (Key::str("b"), LuaValue::str("1")),
-        ]));
-        assert_eq!(canonical(&a).unwrap(), canonical(&b).unwrap());
     }
 
     #[test]

@@ -116,15 +116,20 @@ pub struct Entry {
 /// Splits a container into its entries: the array part first (in index order), then the keyed
 /// entries in file order.
 pub fn entries(table: &Table) -> Vec<Entry> {
+    into_entries(table.clone())
+}
+
+/// [`entries`], moving the values out of the table.
+pub fn into_entries(table: Table) -> Vec<Entry> {
     let seq = table.sequence_len();
     let mut array: Vec<(usize, LuaValue)> = Vec::with_capacity(seq);
     let mut keyed = Vec::new();
-    for (k, v) in table.iter() {
+    for (k, v) in table.into_entries() {
         match k.as_index().filter(|&i| i <= seq) {
-            Some(i) => array.push((i, v.clone())),
+            Some(i) => array.push((i, v)),
             None => keyed.push(Entry {
-                part: Part::Keyed(k.clone()),
-                value: v.clone(),
+                part: Part::Keyed(k),
+                value: v,
             }),
         }
     }
@@ -240,7 +245,7 @@ impl<'t> Record<'t> {
 /// The identity text of a key or an `id` value: a string's bytes, or a number's text.
 pub fn identity_text(v: &LuaValue) -> Option<Vec<u8>> {
     match v {
-        LuaValue::Str(s) => Some(s.clone()),
+        LuaValue::Str(s) => Some(s.to_vec()),
         LuaValue::Number(n) => format_number(n.value()).ok().map(String::into_bytes),
         _ => None,
     }
@@ -249,7 +254,7 @@ pub fn identity_text(v: &LuaValue) -> Option<Vec<u8>> {
 /// The identity text of a map key.
 pub fn key_identity(k: &Key) -> Option<Vec<u8>> {
     match k {
-        Key::Str(s) => Some(s.clone()),
+        Key::Str(s) => Some(s.to_vec()),
         Key::Num(n) => format_number(n.value()).ok().map(String::into_bytes),
         Key::Bool(_) => None,
     }
@@ -257,13 +262,17 @@ pub fn key_identity(k: &Key) -> Option<Vec<u8>> {
 
 /// A `"YYYYMMDDHHMMSS"` stamp (a string of 14 digits, or a 14-digit integer).
 pub fn stamp_of_last_updated(v: &LuaValue) -> Option<u64> {
-    let digits: Vec<u8> = match v {
-        LuaValue::Str(s) => s.clone(),
-        LuaValue::Number(n) => n.as_integer()?.to_string().into_bytes(),
-        _ => return None,
-    };
-    if digits.len() == 14 && digits.iter().all(u8::is_ascii_digit) && plausible(&digits) {
-        std::str::from_utf8(&digits).ok()?.parse().ok()
+    match v {
+        LuaValue::Str(s) => stamp_of_digits(s),
+        LuaValue::Number(n) => stamp_of_digits(n.as_integer()?.to_string().as_bytes()),
+        _ => None,
+    }
+}
+
+/// A stamp written as 14 digits.
+pub fn stamp_of_digits(digits: &[u8]) -> Option<u64> {
+    if digits.len() == 14 && digits.iter().all(u8::is_ascii_digit) && plausible(digits) {
+        std::str::from_utf8(digits).ok()?.parse().ok()
     } else {
         None
     }

@@ -353,7 +353,7 @@ impl<A: AccountIo, S: Store> ReceiverDriver<A, S> {
                 Err(e) => return self.die(Failure::State(e)),
             };
             if let Some(Ok(LuaValue::Table(value))) = payload.map(|p| from_json_bytes(&p)) {
-                file.merge(table, &value);
+                file.merge(table, value);
                 found.staged.insert(table);
             }
         }
@@ -396,13 +396,13 @@ impl<A: AccountIo, S: Store> ReceiverDriver<A, S> {
         };
         // Durable first, then merged: the confirmation promises both.
         self.store.stage(sid, table, payload)?;
-        let counts = w.file.merge(table, &value);
+        let counts = w.file.merge(table, value);
         self.peer.staged(table, Ok(counts));
         Ok(())
     }
 
     fn commit(&mut self, now: Millis, sid: SessionId, metadata: bool) {
-        let Some(w) = self.working.take().filter(|w| w.sid == sid) else {
+        let Some(mut w) = self.working.take().filter(|w| w.sid == sid) else {
             self.peer.committed(
                 now,
                 Err("the receiver is not ready for this session".into()),

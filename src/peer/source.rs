@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::failure::{DataProblem, Failure};
 use crate::lua::{LuaValue, ParsedFile, Table};
 use crate::merge::OpenError;
-use crate::model::json::to_json_bytes;
+use crate::model::json::table_to_json_bytes;
 use crate::model::tables::TableName;
 use crate::model::{SHARED_DATA, parse_options, shared_table};
 use crate::protocol::chunk::Payload;
@@ -39,14 +39,13 @@ pub fn source_from_table(file: &Path, shared: &Table, account: &str) -> Result<S
     let mut payloads = Vec::new();
     for t in TableName::ALL {
         if let Some(table) = shared.get_str(t.as_str()).and_then(LuaValue::as_table) {
-            let bytes =
-                to_json_bytes(&LuaValue::Table(table.clone())).map_err(|e| Failure::Data {
-                    path: file.to_path_buf(),
-                    problem: DataProblem::Unsendable {
-                        table: t,
-                        reason: e.to_string(),
-                    },
-                })?;
+            let bytes = table_to_json_bytes(table).map_err(|e| Failure::Data {
+                path: file.to_path_buf(),
+                problem: DataProblem::Unsendable {
+                    table: t,
+                    reason: e.to_string(),
+                },
+            })?;
             payloads.push(Payload::new(t, bytes));
         }
     }
