@@ -271,8 +271,14 @@ impl Table {
             entries,
             index: None,
         };
+        t.shrink_to_fit();
         t.reindex();
         t
+    }
+
+    /// Lets go of spare room (tables built entry by entry keep up to twice what they hold).
+    pub fn shrink_to_fit(&mut self) {
+        self.entries.shrink_to_fit();
     }
 
     fn reindex(&mut self) {

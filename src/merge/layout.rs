@@ -114,6 +114,8 @@ pub fn convert(table: TableName, entry: Entry, layout: Layout) -> Entry {
         }
         (Layout::Older, RecordShape::Flat) => (older_part(table, part), record),
     };
+    let mut record = record;
+    record.shrink_to_fit();
     Entry {
         part,
         value: LuaValue::Table(record),

@@ -338,6 +338,7 @@ impl<'de> serde::de::Visitor<'de> for Decode {
             let key = decode_key(&k).map_err(fail)?;
             table.insert(key, map.next_value_seed(inner)?);
         }
+        table.shrink_to_fit();
         Ok(LuaValue::Table(table))
     }
 }

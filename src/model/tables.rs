@@ -159,6 +159,7 @@ pub fn assemble(entries: impl IntoIterator<Item = Entry>) -> Table {
     for (k, v) in keyed {
         table.insert(k, v);
     }
+    table.shrink_to_fit();
     table
 }
 

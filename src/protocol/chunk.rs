@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::Arc;
 
 use crate::model::tables::TableName;
 
@@ -15,14 +16,19 @@ pub type Chunks = Vec<(u32, Vec<u8>)>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payload {
     pub table: TableName,
-    pub bytes: Vec<u8>,
+    /// Shared: a sender that retries (or sends to several receivers) keeps one copy.
+    pub bytes: Arc<[u8]>,
     pub crc: u32,
 }
 
 impl Payload {
     pub fn new(table: TableName, bytes: Vec<u8>) -> Payload {
         let crc = crc32fast::hash(&bytes);
-        Payload { table, bytes, crc }
+        Payload {
+            table,
+            bytes: bytes.into(),
+            crc,
+        }
     }
 }
 
@@ -58,6 +64,8 @@ pub struct Reassembly {
     pub announce: Announce,
     chunks: BTreeMap<u32, Vec<u8>>,
     held_bytes: u64,
+    /// The chunks were joined (and handed over): the table is whole, nothing more is taken.
+    assembled: bool,
 }
 
 /// Why a reassembled payload was refused.
@@ -75,6 +83,7 @@ impl Reassembly {
             announce,
             chunks: BTreeMap::new(),
             held_bytes: 0,
+            assembled: false,
         }
     }
 
@@ -82,7 +91,8 @@ impl Reassembly {
     /// hold more bytes than were announced.
     pub fn insert(&mut self, index: u32, payload: Vec<u8>) -> bool {
         let len = payload.len() as u64;
-        if index == 0
+        if self.assembled
+            || index == 0
             || index > self.announce.total
             || self.chunks.contains_key(&index)
             || self.held_bytes + len > self.announce.bytes
@@ -95,7 +105,11 @@ impl Reassembly {
     }
 
     pub fn held(&self) -> u32 {
-        self.chunks.len() as u32
+        if self.assembled {
+            self.announce.total
+        } else {
+            self.chunks.len() as u32
+        }
     }
 
     pub fn is_complete(&self) -> bool {
@@ -126,12 +140,14 @@ impl Reassembly {
         out
     }
 
-    /// Joins the chunks in index order and checks length and checksum.
-    pub fn assemble(&self) -> Result<Vec<u8>, ReassemblyError> {
+    /// Joins the chunks in index order (letting go of them: the payload is the one copy) and
+    /// checks length and checksum.
+    pub fn assemble(&mut self) -> Result<Vec<u8>, ReassemblyError> {
         let mut out = Vec::with_capacity(self.held_bytes as usize);
-        for chunk in self.chunks.values() {
-            out.extend_from_slice(chunk);
+        for chunk in std::mem::take(&mut self.chunks).into_values() {
+            out.extend_from_slice(&chunk);
         }
+        self.assembled = true;
         if out.len() as u64 != self.announce.bytes {
             return Err(ReassemblyError::Length {
                 got: out.len() as u64,
@@ -237,7 +253,7 @@ mod tests {
             bytes: u64::from(MAX_CHUNKS) * 200,
             crc: 0,
         };
-        let r = Reassembly::new(a);
+        let mut r = Reassembly::new(a);
         assert_eq!(r.missing_ranges(100), [(1, MAX_CHUNKS)]);
         assert!(r.assemble().is_err());
     }

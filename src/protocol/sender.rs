@@ -767,7 +767,7 @@ mod tests {
                     joined.extend_from_slice(payload);
                 }
             }
-            prop_assert_eq!(joined, payload.bytes);
+            prop_assert_eq!(&joined[..], &payload.bytes[..]);
         }
     }
 }
