@@ -865,3 +865,99 @@ fn mixed_shapes_sample_merges_and_loads() {
     let after = splice_merge(&doc, Target::SharedData, current.as_ref(), &merge).unwrap();
     lua51_globals(&after).unwrap();
 }
+
+/// The receiver's merge (records that stay as they are keep their text; only what changes is
+/// written from values) writes byte for byte what merging whole values and splicing them
+/// writes, for every ordered pair of accounts, generated guild files in both layouts and both
+/// targets, with and without a target table; and a second merge writes nothing.
+#[test]
+fn merging_into_the_file_writes_what_merging_values_writes() {
+    use svsync::lua::{Indent, Layout, LineEnding};
+    use svsync::merge::TargetFile;
+    use svsync::synthetic::Spec;
+    let flat = Layout {
+        indent: Indent::Flat,
+        line_ending: LineEnding::CrLf,
+    };
+    let mut files: Vec<(String, Vec<u8>)> = ["ALPHA", "BRAVO", "CHARLIE"]
+        .iter()
+        .map(|a| (a.to_string(), account(a)))
+        .collect();
+    files.push((
+        "mixed".into(),
+        std::fs::read(Path::new(&testdata()).join("GuildHelper.mixed-shapes.lua")).unwrap(),
+    ));
+    for (name, spec) in [
+        (
+            "gen-tabs",
+            Spec {
+                members: 60,
+                entries: 12,
+                remote_members: 40,
+                array_news: 5,
+                array_news_share_id: true,
+                seed: 1,
+                ..Spec::new(60_000, Layout::default())
+            },
+        ),
+        (
+            "gen-flat",
+            Spec {
+                members: 50,
+                entries: 9,
+                array_news: 4,
+                seed: 2,
+                ..Spec::new(40_000, flat)
+            },
+        ),
+    ] {
+        files.push((name.into(), spec.generate()));
+    }
+    let mut compared = 0;
+    for (from, from_bytes) in &files {
+        let Some(source) = table_of(from_bytes, "sharedData") else {
+            continue;
+        };
+        for (to, to_bytes) in &files {
+            if from == to {
+                continue;
+            }
+            for target in [Target::SharedDataRemote, Target::SharedData] {
+                let ctx = format!("{from} -> {to} ({target})");
+                // Whole values, merged and spliced.
+                let doc = parse_with(to_bytes, &parse_options()).unwrap();
+                let current = shared_table(&doc, target.key()).unwrap();
+                let own = shared_table(&doc, "sharedData").unwrap();
+                let own = match target {
+                    Target::SharedData => None,
+                    Target::SharedDataRemote => own,
+                };
+                let merge = merge_shared(&source, current.as_ref(), own.as_ref());
+                let want = (current.as_ref() != Some(&apply(current.as_ref(), &merge)))
+                    .then(|| splice_merge(&doc, target, current.as_ref(), &merge).unwrap());
+                // The receiver's way.
+                let merge_into = |bytes: &[u8]| {
+                    let mut file = TargetFile::open(bytes.to_vec(), target).unwrap();
+                    for name in TableName::ALL {
+                        if let Some(t) = source.get_str(name.as_str()).and_then(LuaValue::as_table)
+                        {
+                            file.merge(name, t.clone());
+                        }
+                    }
+                    file.finish(source.get_str("metadata").is_some()).unwrap()
+                };
+                let got = merge_into(to_bytes);
+                assert_eq!(
+                    got.as_deref().map(String::from_utf8_lossy),
+                    want.as_deref().map(String::from_utf8_lossy),
+                    "{ctx}"
+                );
+                if let Some(after) = &got {
+                    assert_eq!(merge_into(after), None, "{ctx}: a second merge writes");
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert!(compared >= 20, "{compared}");
+}

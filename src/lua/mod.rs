@@ -24,7 +24,8 @@ pub use parser::{Keep, ParseOptions, parse, parse_with};
 pub use splice::{KeyPath, SpliceError, Splicer, splice};
 pub use syntax::{Document, Field, FieldKey, Global, Kind, Node, Span};
 pub use text::{decode_long, decode_quoted, write_quoted};
-pub use value::{Key, LuaValue, NotKept, Number, Table};
+pub use value::{Key, LuaValue, NotKept, Number, Table, sequence_len};
 pub use write::{
-    Indent, Layout, LineEnding, WriteError, write_file, write_key, write_number, write_value,
+    Indent, Item, Layout, LineEnding, WriteError, write_file, write_items, write_key, write_number,
+    write_value,
 };

@@ -6,8 +6,9 @@
 //! table that exists, in the file's layout.
 
 use super::lexer::{Lexer, Tok};
+use super::limits::MAX_TABLE_DEPTH;
 use super::syntax::{Document, Kind, Node};
-use super::value::{Key, LuaValue, Table};
+use super::value::{Key, LuaValue};
 use super::write::{Indent, Layout, WriteError, write_key, write_value};
 
 /// A value's place: a global and the string keys below it.
@@ -41,6 +42,42 @@ pub enum SpliceError {
     Write(#[from] WriteError),
 }
 
+/// Writes a value's text at a depth (see [`write_value`]).
+pub type WriteFn<'w> = dyn Fn(&mut Vec<u8>, usize) -> Result<(), WriteError> + 'w;
+
+/// `{ ["k1"] = { ["k2"] = ... value ... } }` for the keys of `tail`, as the writer writes
+/// tables of one key.
+fn write_nested(
+    out: &mut Vec<u8>,
+    tail: &[&str],
+    write: &WriteFn<'_>,
+    layout: Layout,
+    depth: usize,
+) -> Result<(), WriteError> {
+    let Some((key, rest)) = tail.split_first() else {
+        return write(out, depth);
+    };
+    if depth >= MAX_TABLE_DEPTH as usize {
+        return Err(WriteError::TooDeep);
+    }
+    let indent = |out: &mut Vec<u8>, d: usize| {
+        if layout.indent == Indent::Tabs {
+            out.extend(std::iter::repeat_n(b'\t', d));
+        }
+    };
+    out.push(b'{');
+    out.extend_from_slice(layout.line_ending.as_bytes());
+    indent(out, depth + 1);
+    write_key(out, &Key::str(key))?;
+    out.extend_from_slice(b" = ");
+    write_nested(out, rest, write, layout, depth + 1)?;
+    out.push(b',');
+    out.extend_from_slice(layout.line_ending.as_bytes());
+    indent(out, depth);
+    out.push(b'}');
+    Ok(())
+}
+
 /// A set of replacements on one document, applied together.
 pub struct Splicer<'d, 'a> {
     doc: &'d Document<'a>,
@@ -67,13 +104,20 @@ impl<'d, 'a> Splicer<'d, 'a> {
     /// Sets the value at `path`: replaces it if present, adds it (and any missing tables on the
     /// way) if not. The global itself must exist and be a table when `keys` is not empty.
     pub fn set(&mut self, path: KeyPath<'_>, value: &LuaValue) -> Result<(), SpliceError> {
+        let layout = self.layout;
+        self.set_with(path, &|out, depth| write_value(out, value, layout, depth))
+    }
+
+    /// [`Splicer::set`] with the value's text made by `write(out, depth)` (as
+    /// [`write_value`] would write a value at that depth).
+    pub fn set_with(&mut self, path: KeyPath<'_>, write: &WriteFn<'_>) -> Result<(), SpliceError> {
         let doc = self.doc;
         let global = doc
             .global(path.global)
             .ok_or_else(|| SpliceError::MissingGlobal(path.global.to_string()))?;
         let Some((last, parents)) = path.keys.split_last() else {
             let mut text = Vec::new();
-            write_value(&mut text, value, self.layout, 0)?;
+            write(&mut text, 0)?;
             return self.push(global.value.span.range(), text, path);
         };
         let mut table = global.value;
@@ -85,7 +129,7 @@ impl<'d, 'a> Splicer<'d, 'a> {
             match doc.get(table, key.as_bytes()) {
                 Some(field) if is_last => {
                     let mut text = Vec::new();
-                    write_value(&mut text, value, self.layout, depth + 1)?;
+                    write(&mut text, depth + 1)?;
                     return self.push(field.value.span.range(), text, path);
                 }
                 Some(field) => {
@@ -94,11 +138,11 @@ impl<'d, 'a> Splicer<'d, 'a> {
                     walked.push(key);
                 }
                 None => {
-                    // Build the missing tail as nested tables and add it to this table.
-                    let mut nested = value.clone();
-                    for k in path.keys[i + 1..].iter().rev() {
-                        nested = LuaValue::Table(Table::from_entries([(Key::str(k), nested)]));
-                    }
+                    // The missing tail, as nested tables around the value.
+                    let tail = &path.keys[i + 1..];
+                    let layout = self.layout;
+                    let nested =
+                        |out: &mut Vec<u8>, d: usize| write_nested(out, tail, write, layout, d);
                     return self.insert(table, depth, key, &nested, path);
                 }
             }
@@ -120,7 +164,7 @@ impl<'d, 'a> Splicer<'d, 'a> {
         table: Node,
         depth: usize,
         key: &str,
-        value: &LuaValue,
+        write: &WriteFn<'_>,
         path: KeyPath<'_>,
     ) -> Result<(), SpliceError> {
         let src = self.doc.src();
@@ -130,7 +174,7 @@ impl<'d, 'a> Splicer<'d, 'a> {
         self.indent(&mut field, depth + 1);
         write_key(&mut field, &Key::str(key)).map_err(WriteError::from)?;
         field.extend_from_slice(b" = ");
-        write_value(&mut field, value, self.layout, depth + 1)?;
+        write(&mut field, depth + 1)?;
         field.push(b',');
 
         // A separator after the last field if it has none (the client always writes one).
@@ -226,7 +270,7 @@ pub fn splice(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lua::parse;
+    use crate::lua::{Table, parse};
 
     fn gh(keys: &'static [&'static str]) -> KeyPath<'static> {
         KeyPath { global: "GH", keys }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-use super::syntax::{Document, FieldKey, Kind, Node, Span};
+use super::syntax::{Document, Field, FieldKey, Kind, Node, Span};
 
 /// A Lua number: its value, and the text it was read from (if it was read).
 #[derive(Debug, Clone)]
@@ -387,14 +387,20 @@ impl Table {
     /// `n` such that keys `1..=n` are all present and `n + 1` is not: the array part a writer
     /// emits as a pure sequence.
     pub fn sequence_len(&self) -> usize {
-        let mut present = vec![false; self.entries.len() + 1];
-        for (k, _) in &self.entries {
-            if let Some(i) = k.as_index().filter(|&i| i <= self.entries.len()) {
-                present[i] = true;
-            }
-        }
-        present[1..].iter().take_while(|&&p| p).count()
+        sequence_len(self.entries.iter().map(|(k, _)| k))
     }
+}
+
+/// `n` such that keys `1..=n` are all among `keys` and `n + 1` is not.
+pub fn sequence_len<'k>(keys: impl ExactSizeIterator<Item = &'k Key>) -> usize {
+    let len = keys.len();
+    let mut present = vec![false; len + 1];
+    for k in keys {
+        if let Some(i) = k.as_index().filter(|&i| i <= len) {
+            present[i] = true;
+        }
+    }
+    present[1..].iter().take_while(|&&p| p).count()
 }
 
 impl PartialEq for Table {
@@ -522,9 +528,37 @@ impl Document<'_> {
     }
 
     fn table_value(&self, node: Node) -> Result<Table, NotKept> {
+        Ok(Table::with_entries(self.assign(node, |n| self.value(n))?))
+    }
+
+    /// The entries a table constructor leaves once Lua runs it, each value still a node (nil
+    /// fields remove their key): what [`Document::value`] builds, one level deep.
+    pub fn entries_of(&self, node: Node) -> Vec<(Key, Node)> {
+        self.assign(node, |n| {
+            Ok::<_, NotKept>((!matches!(n.kind, Kind::Nil)).then_some(n))
+        })
+        .unwrap_or_default()
+    }
+
+    /// The key a field sets; `positional` is the field's index among the array items.
+    pub fn field_key(&self, field: &Field, positional: usize) -> Option<Key> {
+        match field.key {
+            FieldKey::Positional => Some(Key::int(positional as i64)),
+            FieldKey::Name(span) => Some(Key::Str(self.text(span).into())),
+            FieldKey::Bracket(key) => self.key(key),
+        }
+    }
+
+    /// Runs a table constructor with Lua 5.1's semantics: keyed fields are stored as they are
+    /// met, array items in batches of 50, a nil value removes its key.
+    fn assign<V, E>(
+        &self,
+        node: Node,
+        mut value_of: impl FnMut(Node) -> Result<Option<V>, E>,
+    ) -> Result<Vec<(Key, V)>, E> {
         let fields = self.fields(node);
         let mut builder = TableBuilder::new(fields.len());
-        let mut pending: Vec<(usize, Option<LuaValue>)> = Vec::new();
+        let mut pending: Vec<(usize, Option<V>)> = Vec::new();
         let mut next_index = 1usize;
         let mut previous_positional = false;
         for field in fields {
@@ -533,7 +567,7 @@ impl Document<'_> {
                     builder.set(Key::int(i as i64), v);
                 }
             }
-            let value = self.value(field.value)?;
+            let value = value_of(field.value)?;
             match field.key {
                 FieldKey::Positional => {
                     pending.push((next_index, value));
@@ -557,22 +591,33 @@ impl Document<'_> {
     }
 }
 
-/// Builds a table with Lua's assignment semantics, indexing keys once the table is large.
-struct TableBuilder {
-    entries: Vec<Option<(Key, LuaValue)>>,
-    index: HashMap<Key, usize>,
+/// Builds a table with Lua's assignment semantics. Small tables (records) search their keys
+/// in order; a key index is built once a table has more than [`INDEX_FROM`] entries.
+struct TableBuilder<V> {
+    entries: Vec<Option<(Key, V)>>,
+    index: Option<HashMap<Key, usize>>,
 }
 
-impl TableBuilder {
+impl<V> TableBuilder<V> {
     fn new(capacity: usize) -> Self {
         TableBuilder {
             entries: Vec::with_capacity(capacity),
-            index: HashMap::with_capacity(capacity),
+            index: None,
         }
     }
 
-    fn set(&mut self, key: Key, value: Option<LuaValue>) {
-        match (self.index.get(&key).copied(), value) {
+    fn position(&self, key: &Key) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(key).copied(),
+            None => self
+                .entries
+                .iter()
+                .position(|e| e.as_ref().is_some_and(|(k, _)| k == key)),
+        }
+    }
+
+    fn set(&mut self, key: Key, value: Option<V>) {
+        match (self.position(&key), value) {
             (Some(at), Some(v)) => {
                 if let Some(slot) = &mut self.entries[at] {
                     slot.1 = v;
@@ -580,18 +625,31 @@ impl TableBuilder {
             }
             (Some(at), None) => {
                 self.entries[at] = None;
-                self.index.remove(&key);
+                if let Some(index) = &mut self.index {
+                    index.remove(&key);
+                }
             }
             (None, Some(v)) => {
-                self.index.insert(key.clone(), self.entries.len());
+                if let Some(index) = &mut self.index {
+                    index.insert(key.clone(), self.entries.len());
+                }
                 self.entries.push(Some((key, v)));
+                if self.index.is_none() && self.entries.len() > INDEX_FROM {
+                    self.index = Some(
+                        self.entries
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(i, e)| e.as_ref().map(|(k, _)| (k.clone(), i)))
+                            .collect(),
+                    );
+                }
             }
             (None, None) => {}
         }
     }
 
-    fn finish(self) -> Table {
-        Table::with_entries(self.entries.into_iter().flatten().collect())
+    fn finish(self) -> Vec<(Key, V)> {
+        self.entries.into_iter().flatten().collect()
     }
 }
 

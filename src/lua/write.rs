@@ -9,7 +9,7 @@
 use super::limits::MAX_TABLE_DEPTH;
 use super::number::{NumberError, format_number};
 use super::text::write_quoted;
-use super::value::{Key, LuaValue, Number, Table};
+use super::value::{Key, LuaValue, Number, Table, sequence_len};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Indent {
@@ -198,23 +198,30 @@ impl Writer<'_> {
     }
 
     fn table(&mut self, table: &Table, depth: usize) -> Result<(), WriteError> {
+        let items: Vec<(&Key, Item<'_>)> = table.iter().map(|(k, v)| (k, Item::Value(v))).collect();
+        self.items(&items, depth)
+    }
+
+    /// A table of these entries (in table order), as the client writes one: the array part as
+    /// items with `-- [n]` comments (tabs layout), then every other key.
+    fn items(&mut self, items: &[(&Key, Item<'_>)], depth: usize) -> Result<(), WriteError> {
         if depth >= MAX_TABLE_DEPTH as usize {
             return Err(WriteError::TooDeep);
         }
         self.out.push(b'{');
         self.newline();
-        let n = table.sequence_len();
-        let mut items: Vec<Option<&LuaValue>> = vec![None; n];
-        for (k, v) in table.iter() {
+        let n = sequence_len(items.iter().map(|(k, _)| *k));
+        let mut array: Vec<Option<&Item<'_>>> = vec![None; n];
+        for (k, v) in items {
             if let Some(i) = k.as_index().filter(|&i| i <= n) {
-                items[i - 1] = Some(v);
+                array[i - 1] = Some(v);
             }
         }
-        for (i, item) in items.into_iter().enumerate() {
+        for (i, item) in array.into_iter().enumerate() {
             // `sequence_len` guarantees every index up to n is present.
             let Some(item) = item else { continue };
             self.indent(depth + 1);
-            self.value(item, depth + 1)?;
+            self.item(item, depth + 1)?;
             self.out.push(b',');
             if self.layout.indent == Indent::Tabs {
                 self.out
@@ -222,14 +229,14 @@ impl Writer<'_> {
             }
             self.newline();
         }
-        for (k, v) in table.iter() {
+        for (k, v) in items {
             if k.as_index().is_some_and(|i| i <= n) {
                 continue;
             }
             self.indent(depth + 1);
             write_key(self.out, k)?;
             self.out.extend_from_slice(b" = ");
-            self.value(v, depth + 1)?;
+            self.item(v, depth + 1)?;
             self.out.push(b',');
             self.newline();
         }
@@ -237,6 +244,36 @@ impl Writer<'_> {
         self.out.push(b'}');
         Ok(())
     }
+
+    fn item(&mut self, item: &Item<'_>, depth: usize) -> Result<(), WriteError> {
+        match item {
+            Item::Value(v) => self.value(v, depth),
+            Item::Text(text) => {
+                self.out.extend_from_slice(text);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A value of a table being written.
+#[derive(Debug, Clone, Copy)]
+pub enum Item<'v> {
+    Value(&'v LuaValue),
+    /// A value's text as it already is in the file, written unchanged (it must sit at the same
+    /// depth it was read at).
+    Text(&'v [u8]),
+}
+
+/// Appends a table of `items` (in table order) as it appears after `key = `, for a field
+/// whose line is indented `depth` levels: see [`write_value`].
+pub fn write_items(
+    out: &mut Vec<u8>,
+    items: &[(&Key, Item<'_>)],
+    layout: Layout,
+    depth: usize,
+) -> Result<(), WriteError> {
+    Writer { out, layout }.items(items, depth)
 }
 
 #[cfg(test)]

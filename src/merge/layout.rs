@@ -83,6 +83,18 @@ fn is_top(k: &Key) -> bool {
 
 /// Converts one entry (record and place) to `layout`. An entry already in that layout, or not
 /// a record, comes back unchanged.
+/// Whether [`convert`] rebuilds this record (it is in the other layout); otherwise at most its
+/// place changes.
+pub fn converts(table: TableName, value: &LuaValue, layout: Layout) -> bool {
+    let LuaValue::Table(record) = value else {
+        return false;
+    };
+    matches!(
+        (layout, Record::new(table, record).shape()),
+        (Layout::Current, RecordShape::Flat) | (Layout::Older, RecordShape::Envelope)
+    )
+}
+
 pub fn convert(table: TableName, entry: Entry, layout: Layout) -> Entry {
     let Entry { part, value } = entry;
     let LuaValue::Table(record) = value else {

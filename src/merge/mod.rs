@@ -14,6 +14,7 @@
 //! addon that loads the file can read every record, and the result never flips with the sender.
 //! A merge that changes no record changes nothing (tables compare as Lua values).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -23,8 +24,11 @@ pub mod layout;
 mod target;
 pub use target::{FinishError, OpenError, TargetFile};
 
-use crate::lua::{Document, Key, KeyPath, LuaValue, SpliceError, Splicer, Table};
-use crate::model::tables::{Entry, Part, Record, TableName, assemble, into_entries, key_identity};
+use crate::lua::{Document, Key, KeyPath, LuaValue, Node, SpliceError, Splicer, Table};
+use crate::model::tables::{
+    Entry, Part, Record, TableName, assemble, assemble_parts, into_entries, key_identity,
+    split_parts,
+};
 use crate::model::{SAVED_VARIABLES, Target};
 
 use layout::{Layout, SETUP_ID, convert, decide};
@@ -62,9 +66,131 @@ pub struct Merged {
     pub duplicates: u32,
 }
 
-struct Slot {
-    part: Part,
-    value: LuaValue,
+/// Where a merged record is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Held {
+    /// The receiver file's own record at this node, unchanged: its text stays as it is.
+    Kept(Node),
+    /// A record to write.
+    Value(LuaValue),
+}
+
+/// A table merged into the receiver's file: its entries in table order, each record either
+/// kept as the file has it or a value to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileMerged {
+    pub entries: Vec<(Key, Held)>,
+    pub counts: Counts,
+    /// Whether the result differs from the file's table.
+    pub changed: bool,
+    pub layout: Layout,
+    /// As [`Merged::duplicates`].
+    pub duplicates: u32,
+}
+
+/// One table being merged: the target's records first, then the incoming ones.
+struct Merging<'d, 'a> {
+    table: TableName,
+    layout: Layout,
+    /// Where kept records are read from.
+    doc: Option<&'d Document<'a>>,
+    slots: Vec<(Part, Held)>,
+    index: HashMap<Vec<u8>, usize>,
+    counts: Counts,
+    duplicates: u32,
+}
+
+impl<'d, 'a> Merging<'d, 'a> {
+    fn new(table: TableName, layout: Layout, doc: Option<&'d Document<'a>>) -> Self {
+        Merging {
+            table,
+            layout,
+            doc,
+            slots: Vec::new(),
+            index: HashMap::new(),
+            counts: Counts::default(),
+            duplicates: 0,
+        }
+    }
+
+    /// A record's value: a kept record is read from the file again (it read before).
+    fn load<'h>(&self, held: &'h Held) -> Cow<'h, LuaValue> {
+        match held {
+            Held::Value(v) => Cow::Borrowed(v),
+            Held::Kept(node) => Cow::Owned(
+                self.doc
+                    .and_then(|doc| doc.value(*node).ok().flatten())
+                    .unwrap_or_else(|| LuaValue::Table(Table::new())),
+            ),
+        }
+    }
+
+    /// One of the target's records; `node`: where it is in the receiver's file, when it can
+    /// stay as written there.
+    fn target(&mut self, part: Part, value: LuaValue, node: Option<Node>) {
+        let keep = node.filter(|_| !layout::converts(self.table, &value, self.layout));
+        let e = convert(self.table, Entry { part, value }, self.layout);
+        let id = identity(self.table, &e).filter(|_| matches!(e.value, LuaValue::Table(_)));
+        let held = |value| match keep {
+            Some(node) => Held::Kept(node),
+            None => Held::Value(value),
+        };
+        if let Some(id) = &id
+            && let Some(&at) = self.index.get(id)
+        {
+            // A duplicate in the target: one copy stays, the one the rules prefer.
+            self.duplicates += 1;
+            let wins = match judge(self.table, &self.load(&self.slots[at].1), &e.value) {
+                Verdict::Replace => true,
+                Verdict::Conflict { incoming_wins } => incoming_wins,
+                _ => false,
+            };
+            if wins {
+                self.slots[at].1 = held(e.value);
+            }
+            return;
+        }
+        if let Some(id) = id {
+            self.index.insert(id, self.slots.len());
+        }
+        self.slots.push((e.part, held(e.value)));
+    }
+
+    fn incoming(&mut self, e: Entry) {
+        self.counts.received += 1;
+        let e = convert(self.table, e, self.layout);
+        let id = match (&e.value, identity(self.table, &e)) {
+            (LuaValue::Table(_), Some(id)) => id,
+            _ => {
+                self.counts.skipped += 1;
+                return;
+            }
+        };
+        let Some(&at) = self.index.get(&id) else {
+            self.counts.added += 1;
+            self.index.insert(id, self.slots.len());
+            self.slots.push((e.part, Held::Value(e.value)));
+            return;
+        };
+        let verdict = judge(self.table, &self.load(&self.slots[at].1), &e.value);
+        let counts = &mut self.counts;
+        let slot = &mut self.slots[at].1;
+        match verdict {
+            Verdict::Replace => {
+                counts.updated += 1;
+                *slot = Held::Value(e.value);
+            }
+            Verdict::KeepNewer => counts.kept_newer += 1,
+            Verdict::Unchanged => counts.unchanged += 1,
+            Verdict::Conflict { incoming_wins } => {
+                counts.conflicts += 1;
+                if incoming_wins {
+                    *slot = Held::Value(e.value);
+                }
+            }
+            Verdict::Skip => counts.skipped += 1,
+        }
+    }
 }
 
 /// The identity of an entry: its key when keyed, its `id` (or name) when in the array part.
@@ -171,84 +297,91 @@ pub fn merge_owned(
     target: Option<Table>,
     layout: Layout,
 ) -> Merged {
-    let mut counts = Counts::default();
-    let mut slots: Vec<Slot> = Vec::new();
-    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
-    let mut duplicates = 0;
+    let mut m = Merging::new(table, layout, None);
     for e in target.map(into_entries).unwrap_or_default() {
-        let e = convert(table, e, layout);
-        let id = identity(table, &e).filter(|_| matches!(e.value, LuaValue::Table(_)));
-        if let Some(id) = &id
-            && let Some(&at) = index.get(id)
-        {
-            // A duplicate in the target: one copy stays, the one the rules prefer.
-            duplicates += 1;
-            let wins = match judge(table, &slots[at].value, &e.value) {
-                Verdict::Replace => true,
-                Verdict::Conflict { incoming_wins } => incoming_wins,
-                _ => false,
-            };
-            if wins {
-                slots[at].value = e.value;
-            }
-            continue;
-        }
-        if let Some(id) = &id {
-            index.insert(id.clone(), slots.len());
-        }
-        slots.push(Slot {
-            part: e.part,
-            value: e.value,
-        });
+        m.target(e.part, e.value, None);
     }
-
     for e in into_entries(incoming) {
-        counts.received += 1;
-        let e = convert(table, e, layout);
-        let id = match (&e.value, identity(table, &e)) {
-            (LuaValue::Table(_), Some(id)) => id,
-            _ => {
-                counts.skipped += 1;
-                continue;
-            }
-        };
-        let Some(&at) = index.get(&id) else {
-            counts.added += 1;
-            index.insert(id.clone(), slots.len());
-            slots.push(Slot {
-                part: e.part,
-                value: e.value,
-            });
-            continue;
-        };
-        let slot = &mut slots[at];
-        match judge(table, &slot.value, &e.value) {
-            Verdict::Replace => {
-                counts.updated += 1;
-                slot.value = e.value;
-            }
-            Verdict::KeepNewer => counts.kept_newer += 1,
-            Verdict::Unchanged => counts.unchanged += 1,
-            Verdict::Conflict { incoming_wins } => {
-                counts.conflicts += 1;
-                if incoming_wins {
-                    slot.value = e.value;
-                }
-            }
-            Verdict::Skip => counts.skipped += 1,
-        }
+        m.incoming(e);
     }
-
-    let merged = assemble(slots.into_iter().map(|s| Entry {
-        part: s.part,
-        value: s.value,
+    // Without a file, every record is a value.
+    let merged = assemble(m.slots.into_iter().filter_map(|(part, held)| match held {
+        Held::Value(value) => Some(Entry { part, value }),
+        Held::Kept(_) => None,
     }));
     Merged {
         table: merged,
-        counts,
+        counts: m.counts,
         changed: true,
         layout,
-        duplicates,
+        duplicates: m.duplicates,
+    }
+}
+
+/// Merges `incoming` into the table at `node` of the receiver's file (`None`: the file has
+/// none), in `layout`, with the rules of [`merge_table`]. The file's records that stay as they
+/// are stay as nodes: only what changes becomes a value.
+pub fn merge_into_file(
+    doc: &Document<'_>,
+    node: Option<Node>,
+    table: TableName,
+    incoming: Table,
+    layout: Layout,
+) -> FileMerged {
+    let original = node.map(|n| doc.entries_of(n)).unwrap_or_default();
+    let mut m = Merging::new(table, layout, Some(doc));
+    for (part, record) in split_parts(original.clone()) {
+        if let Ok(Some(value)) = doc.value(record) {
+            m.target(part, value, Some(record));
+        }
+    }
+    for e in into_entries(incoming) {
+        m.incoming(e);
+    }
+    let entries = assemble_parts(m.slots);
+    // Unchanged: the same records (kept as they are) under the same keys.
+    let changed = node.is_none() || {
+        let was: HashMap<u32, &Key> = original.iter().map(|(k, n)| (n.span.start, k)).collect();
+        entries.len() != original.len()
+            || !entries.iter().all(|(key, held)| match held {
+                Held::Kept(n) => was.get(&n.span.start) == Some(&key),
+                Held::Value(_) => false,
+            })
+    };
+    FileMerged {
+        entries,
+        counts: m.counts,
+        changed,
+        layout,
+        duplicates: m.duplicates,
+    }
+}
+
+/// The records of a table, for the metadata rebuild.
+#[derive(Debug, Clone, Copy)]
+pub enum Records<'r> {
+    Table(&'r Table),
+    /// A table merged into a file: kept records are read from the file one at a time.
+    File(&'r Document<'r>, &'r [(Key, Held)]),
+}
+
+impl Records<'_> {
+    fn each(&self, mut f: impl FnMut(&Key, &LuaValue)) {
+        match self {
+            Records::Table(t) => t.iter().for_each(|(k, v)| f(k, v)),
+            Records::File(doc, entries) => {
+                for (k, held) in entries.iter() {
+                    match held {
+                        Held::Value(v) => f(k, v),
+                        Held::Kept(n) => {
+                            if let Ok(Some(v)) = doc.value(*n) {
+                                f(k, &v);
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -268,7 +401,7 @@ const METADATA_TABLES: [TableName; 5] = [
 /// (absent stays absent).
 pub fn rebuild_metadata<'a>(
     existing: Option<&Table>,
-    tables: impl IntoIterator<Item = (TableName, &'a Table)>,
+    tables: impl IntoIterator<Item = (TableName, Records<'a>)>,
 ) -> Table {
     let mut metadata = existing.cloned().unwrap_or_default();
     for name in METADATA_TABLES {
@@ -286,12 +419,12 @@ pub fn rebuild_metadata<'a>(
             .and_then(LuaValue::as_table)
             .cloned()
             .unwrap_or_default();
-        for (key, value) in table.iter() {
+        table.each(|key, value| {
             if name == TableName::Setup && key.as_str() != Some(SETUP_ID.as_bytes()) {
-                continue;
+                return;
             }
             let Some(record) = value.as_table() else {
-                continue;
+                return;
             };
             let mut row = Table::new();
             for (field, v) in [
@@ -306,7 +439,7 @@ pub fn rebuild_metadata<'a>(
                 }
             }
             rows.insert(key.clone(), LuaValue::Table(row));
-        }
+        });
         metadata.insert(Key::str(name.as_str()), LuaValue::Table(rows));
     }
     metadata
@@ -371,7 +504,7 @@ fn metadata_of(target: Option<&Table>, merged: &[(TableName, Merged)]) -> Table 
                 .find(|(n, _)| *n == name)
                 .map(|(_, m)| &m.table)
                 .or_else(|| sub(target, name.as_str()))
-                .map(|t| (name, t))
+                .map(|t| (name, Records::Table(t)))
         }),
     )
 }

@@ -5,14 +5,14 @@
 use std::collections::BTreeMap;
 
 use crate::lua::{
-    Document, Key, KeyPath, Kind, LuaValue, Node, ParsedFile, PlacedError, SpliceError, Splicer,
-    Table,
+    Document, FieldKey, Item, Key, KeyPath, Kind, LuaValue, Node, ParsedFile, PlacedError,
+    SpliceError, Splicer, Table, write_items,
 };
 use crate::model::tables::TableName;
 use crate::model::{ModelError, SAVED_VARIABLES, SHARED_DATA, Target, parse_options};
 
 use super::layout::{Layout, decide, layout_of};
-use super::{Counts, Merged, merge_owned, rebuild_metadata};
+use super::{Counts, FileMerged, Held, Records, merge_into_file, rebuild_metadata};
 
 /// Why a receiver's file cannot be merged into.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,7 +44,7 @@ pub struct TargetFile {
     target: Target,
     /// The layout of each table of the receiver's own `sharedData` (what its addon reads).
     own: [Option<Layout>; 5],
-    merged: BTreeMap<TableName, Merged>,
+    merged: BTreeMap<TableName, FileMerged>,
 }
 
 fn position(name: TableName) -> usize {
@@ -110,13 +110,17 @@ impl TargetFile {
     /// Merges one incoming table (replacing an earlier merge of the same table) and returns
     /// its counts.
     pub fn merge(&mut self, name: TableName, incoming: Table) -> Counts {
-        let current = self.current(name.as_str());
-        let layout = self.own[position(name)]
-            .unwrap_or_else(|| decide(name, None, current.as_ref(), Some(&incoming)));
-        let mut merged = merge_owned(name, incoming, current, layout);
+        let layout = self.own[position(name)].unwrap_or_else(|| {
+            decide(
+                name,
+                None,
+                self.current(name.as_str()).as_ref(),
+                Some(&incoming),
+            )
+        });
         let doc = self.file.doc();
-        merged.changed = !node_at(doc, self.target, &[name.as_str()])
-            .is_some_and(|node| doc.table_matches(node, &merged.table));
+        let node = node_at(doc, self.target, &[name.as_str()]);
+        let merged = merge_into_file(doc, node, name, incoming, layout);
         let counts = merged.counts;
         self.merged.insert(name, merged);
         counts
@@ -148,12 +152,13 @@ impl TargetFile {
             .filter(|name| !self.merged.contains_key(name))
             .filter_map(|name| self.current(name.as_str()).map(|t| (name, t)))
             .collect();
+        let doc = self.file.doc();
         let tables = TableName::ALL.into_iter().filter_map(|name| {
-            self.merged
-                .get(&name)
-                .map(|m| &m.table)
-                .or_else(|| others.iter().find(|(n, _)| *n == name).map(|(_, t)| t))
-                .map(|t| (name, t))
+            let records = match self.merged.get(&name) {
+                Some(m) => Records::File(doc, &m.entries),
+                None => Records::Table(others.iter().find(|(n, _)| *n == name).map(|(_, t)| t)?),
+            };
+            Some((name, records))
         });
         let rebuilt = rebuild_metadata(existing.as_ref(), tables);
         let changed = existing.as_ref() != Some(&rebuilt);
@@ -172,70 +177,132 @@ impl TargetFile {
         if exists && !metadata_changed && !merged.values().any(|m| m.changed) {
             return Ok(None);
         }
-        // What is written, by key of the target table.
-        let mut written: Vec<(&str, LuaValue)> = merged
+        // What is written, by key of the target table: merged tables (their records kept as
+        // the file has them, or values) and the metadata.
+        let mut written: Vec<(&str, Vec<(Key, Held)>)> = merged
             .into_iter()
             .filter(|(_, m)| m.changed || !exists)
-            .map(|(name, m)| (name.as_str(), LuaValue::Table(m.table)))
+            .map(|(name, m)| (name.as_str(), m.entries))
             .collect();
         if let Some((table, changed)) = metadata
             && (changed || !exists)
         {
-            written.push(("metadata", LuaValue::Table(table)));
+            let entries = table
+                .into_entries()
+                .into_iter()
+                .map(|(k, v)| (k, Held::Value(v)))
+                .collect();
+            written.push(("metadata", entries));
         }
         let layout = crate::lua::Layout::detect(doc.src());
         let mut splicer = Splicer::new(doc, layout);
+        let items = |entries| items(doc, entries);
         if exists {
-            for (key, value) in &written {
-                splicer.set(
+            for (key, entries) in &written {
+                let items = items(entries);
+                splicer.set_with(
                     KeyPath {
                         global: SAVED_VARIABLES,
                         keys: &[self.target.key(), key],
                     },
-                    value,
+                    &|out, depth| write_items(out, &items, layout, depth),
                 )?;
             }
         } else {
-            let whole = LuaValue::Table(Table::from_entries(
-                written.into_iter().map(|(k, v)| (Key::str(k), v)),
-            ));
-            splicer.set(
+            // A new target table: nothing of it is in the file yet.
+            let tables: Vec<(Key, Vec<(&Key, Item<'_>)>)> = written
+                .iter()
+                .map(|(key, entries)| (Key::str(key), items(entries)))
+                .collect();
+            splicer.set_with(
                 KeyPath {
                     global: SAVED_VARIABLES,
                     keys: &[self.target.key()],
                 },
-                &whole,
+                &|out, depth| write_tables(out, &tables, layout, depth),
             )?;
-            written = match whole {
-                LuaValue::Table(t) => t
-                    .into_entries()
-                    .into_iter()
-                    .filter_map(|(k, v)| {
-                        let key = TableName::ALL
-                            .into_iter()
-                            .map(TableName::as_str)
-                            .chain(["metadata"])
-                            .find(|n| k.as_str() == Some(n.as_bytes()))?;
-                        Some((key, v))
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            };
         }
         let out = splicer.finish()?;
         // The written bytes must load (Lua's limits included) and hold what was merged.
         let check = ParsedFile::parse(out, &parse_options())
             .map_err(|e| FinishError::Verify(e.to_string()))?;
         let back = check.doc();
-        for (key, value) in &written {
-            let held =
-                node_at(back, self.target, &[key]).is_some_and(|node| back.matches(node, value));
+        for (key, entries) in &written {
+            let held = node_at(back, self.target, &[key])
+                .is_some_and(|node| holds(back, node, doc, entries));
             if !held {
                 return Err(FinishError::Verify(format!("`{key}` differs")));
             }
         }
         Ok(Some(check.into_owner()))
     }
+}
+
+/// What to write for merged entries: a kept record's text as the file has it, or a value.
+fn items<'e>(doc: &'e Document<'_>, entries: &'e [(Key, Held)]) -> Vec<(&'e Key, Item<'e>)> {
+    entries
+        .iter()
+        .map(|(k, held)| {
+            let item = match held {
+                Held::Kept(node) => Item::Text(doc.text(node.span)),
+                Held::Value(v) => Item::Value(v),
+            };
+            (k, item)
+        })
+        .collect()
+}
+
+/// A table of tables, each given as items: `{ [k] = { items }, ... }`.
+fn write_tables(
+    out: &mut Vec<u8>,
+    tables: &[(Key, Vec<(&Key, Item<'_>)>)],
+    layout: crate::lua::Layout,
+    depth: usize,
+) -> Result<(), crate::lua::WriteError> {
+    // Written through the same writer: each inner table as text first.
+    let mut texts = Vec::with_capacity(tables.len());
+    for (_, items) in tables {
+        let mut text = Vec::new();
+        write_items(&mut text, items, layout, depth + 1)?;
+        texts.push(text);
+    }
+    let outer: Vec<(&Key, Item<'_>)> = tables
+        .iter()
+        .zip(&texts)
+        .map(|((k, _), text)| (k, Item::Text(text)))
+        .collect();
+    write_items(out, &outer, layout, depth)
+}
+
+/// Whether the table at `node` of the written file holds exactly `entries`: every field in
+/// the order written, under its key, a kept record with the text it had in `original`, a value
+/// equal to what was merged.
+fn holds(
+    back: &Document<'_>,
+    node: Node,
+    original: &Document<'_>,
+    entries: &[(Key, Held)],
+) -> bool {
+    let fields = back.fields(node);
+    if fields.len() != entries.len() {
+        return false;
+    }
+    let mut positional = 0;
+    let mut by_key: std::collections::HashMap<&Key, &Held> =
+        entries.iter().map(|(k, h)| (k, h)).collect();
+    fields.iter().all(|field| {
+        if field.key == FieldKey::Positional {
+            positional += 1;
+        }
+        let Some(key) = back.field_key(field, positional) else {
+            return false;
+        };
+        match by_key.remove(&key) {
+            Some(Held::Kept(n)) => back.text(field.value.span) == original.text(n.span),
+            Some(Held::Value(v)) => back.matches(field.value, v),
+            None => false,
+        }
+    })
 }
 
 /// Whether `GuildHelper_SavedVariables[key]` exists.

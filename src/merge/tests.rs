@@ -263,7 +263,10 @@ fn metadata_is_rebuilt_as_the_addon_does() {
     )]);
     let md = rebuild_metadata(
         Some(&existing),
-        [(TableName::Roster, &roster), (TableName::Setup, &setup)],
+        [
+            (TableName::Roster, Records::Table(&roster)),
+            (TableName::Setup, Records::Table(&setup)),
+        ],
     );
     let rows = |t: &str| md.get_str(t).and_then(LuaValue::as_table).unwrap().clone();
     let row = rows("roster")

@@ -121,25 +121,28 @@ pub fn entries(table: &Table) -> Vec<Entry> {
 
 /// [`entries`], moving the values out of the table.
 pub fn into_entries(table: Table) -> Vec<Entry> {
-    let seq = table.sequence_len();
-    let mut array: Vec<(usize, LuaValue)> = Vec::with_capacity(seq);
+    split_parts(table.into_entries())
+        .into_iter()
+        .map(|(part, value)| Entry { part, value })
+        .collect()
+}
+
+/// A container's entries with their place: the array part first (in index order), then the
+/// keyed entries in order.
+pub fn split_parts<V>(entries: Vec<(Key, V)>) -> Vec<(Part, V)> {
+    let seq = crate::lua::sequence_len(entries.iter().map(|(k, _)| k));
+    let mut array: Vec<(usize, V)> = Vec::with_capacity(seq);
     let mut keyed = Vec::new();
-    for (k, v) in table.into_entries() {
+    for (k, v) in entries {
         match k.as_index().filter(|&i| i <= seq) {
             Some(i) => array.push((i, v)),
-            None => keyed.push(Entry {
-                part: Part::Keyed(k),
-                value: v,
-            }),
+            None => keyed.push((Part::Keyed(k), v)),
         }
     }
     array.sort_by_key(|(i, _)| *i);
     array
         .into_iter()
-        .map(|(_, value)| Entry {
-            part: Part::Array,
-            value,
-        })
+        .map(|(_, v)| (Part::Array, v))
         .chain(keyed)
         .collect()
 }
@@ -147,20 +150,38 @@ pub fn into_entries(table: Table) -> Vec<Entry> {
 /// Builds a container from entries: array-part entries become the sequence `1..n` in their
 /// order (no number keys, no holes), keyed entries follow under their keys.
 pub fn assemble(entries: impl IntoIterator<Item = Entry>) -> Table {
-    let mut array = Vec::new();
-    let mut keyed = Vec::new();
-    for e in entries {
-        match e.part {
-            Part::Array => array.push(e.value),
-            Part::Keyed(k) => keyed.push((k, e.value)),
-        }
-    }
-    let mut table = Table::array(array);
-    for (k, v) in keyed {
+    let mut table = Table::new();
+    for (k, v) in assemble_parts(entries.into_iter().map(|e| (e.part, e.value))) {
         table.insert(k, v);
     }
     table.shrink_to_fit();
     table
+}
+
+/// [`assemble`] for any kind of value: the entries in table order. A keyed entry whose key is
+/// an index of the array part replaces that item, as a table assignment would.
+pub fn assemble_parts<V>(entries: impl IntoIterator<Item = (Part, V)>) -> Vec<(Key, V)> {
+    let mut array = Vec::new();
+    let mut keyed = Vec::new();
+    for (part, v) in entries {
+        match part {
+            Part::Array => array.push(v),
+            Part::Keyed(k) => keyed.push((k, v)),
+        }
+    }
+    let n = array.len();
+    let mut out: Vec<(Key, V)> = array
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (Key::int(i as i64 + 1), v))
+        .collect();
+    for (k, v) in keyed {
+        match k.as_index().filter(|&i| i <= n) {
+            Some(i) => out[i - 1].1 = v,
+            None => out.push((k, v)),
+        }
+    }
+    out
 }
 
 /// A view of one record.
