@@ -936,24 +936,40 @@ fn merging_into_the_file_writes_what_merging_values_writes() {
                 let want = (current.as_ref() != Some(&apply(current.as_ref(), &merge)))
                     .then(|| splice_merge(&doc, target, current.as_ref(), &merge).unwrap());
                 // The receiver's way.
-                let merge_into = |bytes: &[u8]| {
+                // The receiver's way, from tables and from their payloads (read entry by
+                // entry where possible).
+                let merge_into = |bytes: &[u8], json: bool| {
                     let mut file = TargetFile::open(bytes.to_vec(), target).unwrap();
                     for name in TableName::ALL {
                         if let Some(t) = source.get_str(name.as_str()).and_then(LuaValue::as_table)
                         {
-                            file.merge(name, t.clone());
+                            if json {
+                                let payload = svsync::model::json::table_to_json_bytes(t).unwrap();
+                                file.merge_json(name, &payload).unwrap();
+                            } else {
+                                file.merge(name, t.clone());
+                            }
                         }
                     }
                     file.finish(source.get_str("metadata").is_some()).unwrap()
                 };
-                let got = merge_into(to_bytes);
+                assert_eq!(
+                    merge_into(to_bytes, true),
+                    merge_into(to_bytes, false),
+                    "{ctx}"
+                );
+                let got = merge_into(to_bytes, true);
                 assert_eq!(
                     got.as_deref().map(String::from_utf8_lossy),
                     want.as_deref().map(String::from_utf8_lossy),
                     "{ctx}"
                 );
                 if let Some(after) = &got {
-                    assert_eq!(merge_into(after), None, "{ctx}: a second merge writes");
+                    assert_eq!(
+                        merge_into(after, true),
+                        None,
+                        "{ctx}: a second merge writes"
+                    );
                     compared += 1;
                 }
             }

@@ -328,6 +328,22 @@ pub fn merge_into_file(
     incoming: Table,
     layout: Layout,
 ) -> FileMerged {
+    let Ok(merged) = merge_into_file_with(doc, node, table, layout, |add| {
+        into_entries(incoming).into_iter().for_each(add);
+        Ok::<_, std::convert::Infallible>(())
+    });
+    merged
+}
+
+/// [`merge_into_file`] with the incoming entries given one at a time by `incoming` (which
+/// calls its argument for each), as a payload is decoded.
+pub fn merge_into_file_with<E>(
+    doc: &Document<'_>,
+    node: Option<Node>,
+    table: TableName,
+    layout: Layout,
+    incoming: impl FnOnce(&mut dyn FnMut(Entry)) -> Result<(), E>,
+) -> Result<FileMerged, E> {
     let original = node.map(|n| doc.entries_of(n)).unwrap_or_default();
     let mut m = Merging::new(table, layout, Some(doc));
     for (part, record) in split_parts(original.clone()) {
@@ -335,9 +351,7 @@ pub fn merge_into_file(
             m.target(part, value, Some(record));
         }
     }
-    for e in into_entries(incoming) {
-        m.incoming(e);
-    }
+    incoming(&mut |e| m.incoming(e))?;
     let entries = assemble_parts(m.slots);
     // Unchanged: the same records (kept as they are) under the same keys.
     let changed = node.is_none() || {
@@ -348,13 +362,13 @@ pub fn merge_into_file(
                 Held::Value(_) => false,
             })
     };
-    FileMerged {
+    Ok(FileMerged {
         entries,
         counts: m.counts,
         changed,
         layout,
         duplicates: m.duplicates,
-    }
+    })
 }
 
 /// The records of a table, for the metadata rebuild.

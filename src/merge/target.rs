@@ -12,7 +12,10 @@ use crate::model::tables::TableName;
 use crate::model::{ModelError, SAVED_VARIABLES, SHARED_DATA, Target, parse_options};
 
 use super::layout::{Layout, decide, layout_of};
-use super::{Counts, FileMerged, Held, Records, merge_into_file, rebuild_metadata};
+use super::{
+    Counts, FileMerged, Held, Records, merge_into_file, merge_into_file_with, rebuild_metadata,
+};
+use crate::model::json::{JsonError, for_each_entry, table_from_json_bytes};
 
 /// Why a receiver's file cannot be merged into.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -124,6 +127,26 @@ impl TargetFile {
         let counts = merged.counts;
         self.merged.insert(name, merged);
         counts
+    }
+
+    /// Merges one incoming table from its JSON payload, decoding it entry by entry when it can
+    /// (the whole table is then never in memory).
+    pub fn merge_json(&mut self, name: TableName, payload: &[u8]) -> Result<Counts, JsonError> {
+        if let Some(layout) = self.own[position(name)] {
+            let doc = self.file.doc();
+            let node = node_at(doc, self.target, &[name.as_str()]);
+            let mut whole = false;
+            let merged = merge_into_file_with(doc, node, name, layout, |add| {
+                whole = !for_each_entry(payload, add)?;
+                Ok::<_, JsonError>(())
+            })?;
+            if !whole {
+                let counts = merged.counts;
+                self.merged.insert(name, merged);
+                return Ok(counts);
+            }
+        }
+        Ok(self.merge(name, table_from_json_bytes(payload)?))
     }
 
     /// Per table merged so far, how many repeated-id records of the target were dropped.

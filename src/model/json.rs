@@ -18,6 +18,7 @@
 //! cannot be confused with tables.
 
 use crate::lua::{Key, LuaValue, MAX_TABLE_DEPTH, Number, Table, format_number, numeral_value};
+use crate::model::tables::{Entry, Part};
 
 /// Why JSON could not be turned into a Lua value (or the reverse).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +35,8 @@ pub enum JsonError {
     Key(String),
     #[error("tables nest deeper than Lua 5.1 can load ({MAX_TABLE_DEPTH} levels)")]
     TooDeep,
+    #[error("the payload is a {0}, not a table")]
+    NotATable(&'static str),
 }
 
 const BYTES: &str = "$bytes";
@@ -188,6 +191,117 @@ pub fn from_json_bytes(bytes: &[u8]) -> Result<LuaValue, JsonError> {
         .map_err(|e| JsonError::Syntax(e.to_string()))?;
     de.end().map_err(|e| JsonError::Syntax(e.to_string()))?;
     Ok(value)
+}
+
+/// Decodes a payload that must be a table.
+pub fn table_from_json_bytes(bytes: &[u8]) -> Result<Table, JsonError> {
+    match from_json_bytes(bytes)? {
+        LuaValue::Table(t) => Ok(t),
+        other => Err(JsonError::NotATable(other.type_name())),
+    }
+}
+
+/// Decodes a table payload one entry at a time, handing each to `f` with its place (as
+/// [`into_entries`](crate::model::tables::into_entries) would give them), so the whole table
+/// never needs to be in memory. `Ok(false)`: this payload cannot be read that way (not a table,
+/// a number or boolean key, a key given twice): decode it whole instead, and forget what `f`
+/// was given.
+pub fn for_each_entry(bytes: &[u8], f: &mut dyn FnMut(Entry)) -> Result<bool, JsonError> {
+    use serde::de::DeserializeSeed;
+    if nesting_over(bytes, MAX_TABLE_DEPTH + 1) {
+        return Err(JsonError::TooDeep);
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.disable_recursion_limit();
+    let mut top = Entries { f, whole: false };
+    let result = (&mut top).deserialize(&mut de);
+    if top.whole {
+        return Ok(false);
+    }
+    result.map_err(|e| JsonError::Syntax(e.to_string()))?;
+    de.end().map_err(|e| JsonError::Syntax(e.to_string()))?;
+    Ok(true)
+}
+
+/// The top level of a table payload, entry by entry (see [`for_each_entry`]).
+struct Entries<'f> {
+    f: &'f mut dyn FnMut(Entry),
+    /// The payload must be decoded whole.
+    whole: bool,
+}
+
+impl Entries<'_> {
+    fn give_up<E: serde::de::Error>(&mut self) -> Result<(), E> {
+        self.whole = true;
+        Err(E::custom("decoded whole"))
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for &mut Entries<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for &mut Entries<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a table payload")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(value) = seq.next_element_seed(Decode { depth: 1 })? {
+            (self.f)(Entry {
+                part: Part::Array,
+                value,
+            });
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(k) = map.next_key_seed(KeyText)? {
+            // Number and boolean keys may make an array part; a tag is not a table; a repeated
+            // key keeps its first place: all read whole.
+            if k.starts_with('#')
+                || [BYTES, NUM, NUMBER_TOKEN].contains(&k.as_ref())
+                || !seen.insert(k.clone())
+            {
+                return self.give_up();
+            }
+            let key = decode_key(&k).map_err(fail)?;
+            let value = map.next_value_seed(Decode { depth: 1 })?;
+            (self.f)(Entry {
+                part: Part::Keyed(key),
+                value,
+            });
+        }
+        Ok(())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.give_up()
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        self.give_up()
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        self.give_up()
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.give_up()
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        self.give_up()
+    }
 }
 
 /// How serde_json (with `arbitrary_precision`) hands a number's exact text to a visitor: a map
@@ -511,6 +625,34 @@ mod tests {
                 .and_then(|v| v.as_number())
                 .and_then(|n| n.text()),
             Some("633.50")
+        );
+    }
+
+    #[test]
+    fn payloads_are_read_entry_by_entry_or_whole() {
+        let read = |text: &str| {
+            let mut got = Vec::new();
+            let streamed = for_each_entry(text.as_bytes(), &mut |e| got.push(e));
+            streamed.map(|done| done.then_some(got))
+        };
+        let got = read(r#"{"b":{"x":1},"$$a":"s"}"#).unwrap().unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].part, Part::Keyed(Key::str("b")));
+        assert_eq!(got[1].part, Part::Keyed(Key::str("$a")));
+        assert_eq!(got[1].value, LuaValue::str("s"));
+        let got = read(r#"["a",{"y":true}]"#).unwrap().unwrap();
+        assert!(got.iter().all(|e| e.part == Part::Array));
+        assert_eq!(got.len(), 2);
+        // Read whole: number keys, a repeated key, a tag, no table.
+        for whole in [r##"{"#1":"a"}"##, r#"{"a":1,"a":2}"#, r#"{"$bytes":"00"}"#, "1.5", "7", "\"s\""] {
+            assert_eq!(read(whole).unwrap(), None, "{whole}");
+        }
+        for bad in [r#"{"a":1"#, r#"{"a":null}"#, r#"[1,]"#] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            table_from_json_bytes(b"\"s\"").unwrap_err(),
+            JsonError::NotATable("string")
         );
     }
 

@@ -8,9 +8,7 @@ use std::time::Duration;
 use crate::failure::Failure;
 use crate::fsio::lock::{FileLock, lock_path, lock_wait};
 use crate::fsio::write::{Replace, Snapshot, read_with_snapshot, real_path, replace};
-use crate::lua::LuaValue;
 use crate::merge::TargetFile;
-use crate::model::json::from_json_bytes;
 use crate::model::tables::TableName;
 use crate::protocol::Millis;
 use crate::protocol::receiver::{Endpoint, Opened, Receiver, Refusal, RxEvent, RxOut, RxRequest};
@@ -300,7 +298,7 @@ impl<A: AccountIo, S: Store> ReceiverDriver<A, S> {
                 table,
                 payload,
                 ..
-            } => self.stage(sid, table, &payload),
+            } => self.stage(sid, table, payload),
             RxRequest::Commit { sid, metadata } => {
                 self.commit(now, sid, metadata);
                 Ok(())
@@ -352,8 +350,7 @@ impl<A: AccountIo, S: Store> ReceiverDriver<A, S> {
                 Ok(p) => p,
                 Err(e) => return self.die(Failure::State(e)),
             };
-            if let Some(Ok(LuaValue::Table(value))) = payload.map(|p| from_json_bytes(&p)) {
-                file.merge(table, value);
+            if payload.is_some_and(|p| file.merge_json(table, &p).is_ok()) {
                 found.staged.insert(table);
             }
         }
@@ -371,22 +368,8 @@ impl<A: AccountIo, S: Store> ReceiverDriver<A, S> {
         &mut self,
         sid: SessionId,
         table: TableName,
-        payload: &[u8],
+        payload: Vec<u8>,
     ) -> Result<(), crate::state::StoreError> {
-        let value = match from_json_bytes(payload) {
-            Ok(LuaValue::Table(t)) => t,
-            Ok(other) => {
-                self.peer.staged(
-                    table,
-                    Err(format!("the payload is a {}, not a table", other.type_name()).into()),
-                );
-                return Ok(());
-            }
-            Err(e) => {
-                self.peer.staged(table, Err(Refusal::of(&e)));
-                return Ok(());
-            }
-        };
         let Some(w) = self.working.as_mut().filter(|w| w.sid == sid) else {
             self.peer.staged(
                 table,
@@ -394,9 +377,16 @@ impl<A: AccountIo, S: Store> ReceiverDriver<A, S> {
             );
             return Ok(());
         };
-        // Durable first, then merged: the confirmation promises both.
-        self.store.stage(sid, table, payload)?;
-        let counts = w.file.merge(table, value);
+        // Merged (in memory) and durable before the confirmation, which promises both.
+        let counts = match w.file.merge_json(table, &payload) {
+            Ok(counts) => counts,
+            Err(e) => {
+                self.peer.staged(table, Err(Refusal::of(&e)));
+                return Ok(());
+            }
+        };
+        self.store.stage(sid, table, &payload)?;
+        drop(payload);
         self.peer.staged(table, Ok(counts));
         Ok(())
     }
