@@ -9,7 +9,7 @@ use crate::lua::{
     SpliceError, Splicer, Table, write_items,
 };
 use crate::model::tables::TableName;
-use crate::model::{ModelError, SAVED_VARIABLES, SHARED_DATA, Target, parse_options};
+use crate::model::{ModelError, SAVED_VARIABLES, SHARED_DATA, Target, parse_options, shared_node};
 
 use super::layout::{Layout, decide, layout_of};
 use super::{
@@ -72,7 +72,7 @@ impl TargetFile {
         let file = ParsedFile::parse(bytes, &parse_options())?;
         let doc = file.doc();
         // The same checks as reading the whole target table, without keeping it.
-        check_shared_table(doc, target.key())?;
+        shared_node(doc, target.key())?;
         let mut own = [None; 5];
         let own_key = match target {
             Target::SharedData => target.key(),
@@ -334,36 +334,10 @@ fn doc_has(doc: &Document<'_>, key: &str) -> bool {
         .is_some_and(|g| doc.get(g.value, key.as_bytes()).is_some())
 }
 
-/// `shared_table`'s checks: the saved variables are a table, and `key` (if present) is a kept
-/// table.
-fn check_shared_table(doc: &Document<'_>, key: &str) -> Result<(), ModelError> {
-    let global = doc
-        .global(SAVED_VARIABLES)
-        .ok_or(ModelError::NoSavedVariables)?;
-    if !doc.is_table(global.value) {
-        return Err(ModelError::NotATable(SAVED_VARIABLES.to_string()));
-    }
-    let Some(field) = doc.get(global.value, key.as_bytes()) else {
-        return Ok(());
-    };
-    let path = format!("{SAVED_VARIABLES}.{key}");
-    match field.value.kind {
-        Kind::Table { .. } | Kind::Nil => Ok(()),
-        Kind::Skipped => Err(ModelError::NotKept(path)),
-        _ => Err(ModelError::NotATable(path)),
-    }
-}
-
 /// `GuildHelper_SavedVariables[key][name]` as a value, when it is a table.
 fn sub_table(doc: &Document<'_>, key: &str, name: &str) -> Result<Option<Table>, ModelError> {
-    check_shared_table(doc, key)?;
-    let Some(global) = doc.global(SAVED_VARIABLES) else {
-        return Ok(None);
-    };
-    let Some(shared) = doc.get(global.value, key.as_bytes()) else {
-        return Ok(None);
-    };
-    let Some(field) = doc.get(shared.value, name.as_bytes()) else {
+    let Some(field) = shared_node(doc, key)?.and_then(|shared| doc.get(shared, name.as_bytes()))
+    else {
         return Ok(None);
     };
     match doc.value(field.value) {

@@ -17,7 +17,10 @@
 //! Because real keys never start with a single `$` followed by a letter, the tagged objects
 //! cannot be confused with tables.
 
-use crate::lua::{Key, LuaValue, MAX_TABLE_DEPTH, Number, Table, format_number, numeral_value};
+use crate::lua::{
+    Document, Key, Kind, LuaValue, MAX_TABLE_DEPTH, Node, Number, Table, format_number,
+    numeral_value,
+};
 use crate::model::tables::{Entry, Part};
 
 /// Why JSON could not be turned into a Lua value (or the reverse).
@@ -37,6 +40,8 @@ pub enum JsonError {
     TooDeep,
     #[error("the payload is a {0}, not a table")]
     NotATable(&'static str),
+    #[error("a table the reader did not keep cannot be encoded")]
+    NotKept,
 }
 
 const BYTES: &str = "$bytes";
@@ -129,13 +134,20 @@ fn is_json_number(text: &str) -> bool {
 }
 
 fn encode_number(n: &Number, out: &mut Vec<u8>) -> Result<(), JsonError> {
+    encode_numeral(n.value(), n.text(), out)
+}
+
+/// A number of this value, read from `text` (if it was read).
+fn encode_numeral(value: f64, text: Option<&str>, out: &mut Vec<u8>) -> Result<(), JsonError> {
     // A numeral Lua reads as infinite (`1e400`) has no shortest form: its text travels.
-    if let (false, Some(text)) = (n.value().is_finite(), n.text()) {
+    if let (false, Some(text)) = (value.is_finite(), text) {
         return write_tagged(NUM, text, out);
     }
-    let shortest =
-        format_number(n.value()).map_err(|_| JsonError::Number(n.value().to_string()))?;
-    let text = number_text(n)?;
+    let shortest = format_number(value).map_err(|_| JsonError::Number(value.to_string()))?;
+    let text = match text {
+        Some(text) => std::borrow::Cow::Borrowed(text),
+        None => std::borrow::Cow::Borrowed(shortest.as_str()),
+    };
     if *text == shortest && is_json_number(&text) {
         out.extend_from_slice(text.as_bytes());
         return Ok(());
@@ -144,11 +156,23 @@ fn encode_number(n: &Number, out: &mut Vec<u8>) -> Result<(), JsonError> {
 }
 
 fn encode_table(t: &Table, out: &mut Vec<u8>) -> Result<(), JsonError> {
-    let n = t.len();
-    if n > 0 && t.sequence_len() == n {
+    encode_entries(t.entries(), out, &mut |v, out| encode(v, out))
+}
+
+/// Appends one value's JSON.
+type EncodeFn<'f, V> = dyn FnMut(&V, &mut Vec<u8>) -> Result<(), JsonError> + 'f;
+
+/// A table of these entries (in table order): an array when its keys are exactly `1..n`, in
+/// index order; else an object in table order.
+fn encode_entries<V>(
+    entries: &[(Key, V)],
+    out: &mut Vec<u8>,
+    value: &mut EncodeFn<'_, V>,
+) -> Result<(), JsonError> {
+    let n = entries.len();
+    if n > 0 && crate::lua::sequence_len(entries.iter().map(|(k, _)| k)) == n {
         // Keys are exactly 1..n (in any order): an array, in index order.
-        let mut items: Vec<(usize, &LuaValue)> = t
-            .entries()
+        let mut items: Vec<(usize, &V)> = entries
             .iter()
             .map(|(k, v)| (k.as_index().unwrap_or(0), v))
             .collect();
@@ -158,21 +182,54 @@ fn encode_table(t: &Table, out: &mut Vec<u8>) -> Result<(), JsonError> {
             if i > 0 {
                 out.push(b',');
             }
-            encode(v, out)?;
+            value(v, out)?;
         }
         out.push(b']');
         return Ok(());
     }
     out.push(b'{');
-    for (i, (k, v)) in t.entries().iter().enumerate() {
+    for (i, (k, v)) in entries.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         write_str(&encode_key(k)?, out)?;
         out.push(b':');
-        encode(v, out)?;
+        value(v, out)?;
     }
     out.push(b'}');
+    Ok(())
+}
+
+/// Encodes the table at `node` of a parsed file as [`to_json_bytes`] encodes its value,
+/// straight from the syntax tree (no value is built).
+pub fn node_to_json_bytes(doc: &Document<'_>, node: Node) -> Result<Vec<u8>, JsonError> {
+    let mut out = Vec::new();
+    encode_node(doc, node, &mut out)?;
+    Ok(out)
+}
+
+fn encode_node(doc: &Document<'_>, node: Node, out: &mut Vec<u8>) -> Result<(), JsonError> {
+    match node.kind {
+        Kind::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+        Kind::Number { .. } => {
+            let value = doc.number(node).unwrap_or(0.0);
+            encode_numeral(value, doc.number_text(node).as_deref(), out)?;
+        }
+        Kind::Str { .. } => {
+            let s = doc.string(node).unwrap_or_default();
+            match std::str::from_utf8(&s) {
+                Ok(text) => write_str(text, out)?,
+                Err(_) => write_tagged(BYTES, &hex(&s), out)?,
+            }
+        }
+        Kind::Table { .. } => {
+            let entries = doc.entries_of(node);
+            encode_entries(&entries, out, &mut |n, out| encode_node(doc, *n, out))?;
+        }
+        // Nil is never an entry (`entries_of` drops it).
+        Kind::Nil => return Err(JsonError::Null),
+        Kind::Skipped => return Err(JsonError::NotKept),
+    }
     Ok(())
 }
 
@@ -644,7 +701,14 @@ mod tests {
         assert!(got.iter().all(|e| e.part == Part::Array));
         assert_eq!(got.len(), 2);
         // Read whole: number keys, a repeated key, a tag, no table.
-        for whole in [r##"{"#1":"a"}"##, r#"{"a":1,"a":2}"#, r#"{"$bytes":"00"}"#, "1.5", "7", "\"s\""] {
+        for whole in [
+            r##"{"#1":"a"}"##,
+            r#"{"a":1,"a":2}"#,
+            r#"{"$bytes":"00"}"#,
+            "1.5",
+            "7",
+            "\"s\"",
+        ] {
             assert_eq!(read(whole).unwrap(), None, "{whole}");
         }
         for bad in [r#"{"a":1"#, r#"{"a":null}"#, r#"[1,]"#] {

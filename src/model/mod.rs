@@ -93,6 +93,31 @@ pub fn parse_options() -> crate::lua::ParseOptions<'static> {
     }
 }
 
+/// The node of the table `GuildHelper_SavedVariables[name]`; `None` when the key is absent
+/// (or nil). The same checks as [`shared_table`], without building the value.
+pub fn shared_node(
+    doc: &crate::lua::Document<'_>,
+    name: &str,
+) -> Result<Option<crate::lua::Node>, ModelError> {
+    use crate::lua::Kind;
+    let global = doc
+        .global(SAVED_VARIABLES)
+        .ok_or(ModelError::NoSavedVariables)?;
+    if !doc.is_table(global.value) {
+        return Err(ModelError::NotATable(SAVED_VARIABLES.to_string()));
+    }
+    let Some(field) = doc.get(global.value, name.as_bytes()) else {
+        return Ok(None);
+    };
+    let path = || format!("{SAVED_VARIABLES}.{name}");
+    match field.value.kind {
+        Kind::Table { .. } => Ok(Some(field.value)),
+        Kind::Nil => Ok(None),
+        Kind::Skipped => Err(ModelError::NotKept(path())),
+        _ => Err(ModelError::NotATable(path())),
+    }
+}
+
 /// The table `GuildHelper_SavedVariables[name]` as a value; `None` when the key is absent.
 pub fn shared_table(
     doc: &crate::lua::Document<'_>,

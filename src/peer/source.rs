@@ -3,11 +3,11 @@
 use std::path::Path;
 
 use crate::failure::{DataProblem, Failure};
-use crate::lua::{LuaValue, ParsedFile, Table};
+use crate::lua::{Kind, LuaValue, ParsedFile, Table};
 use crate::merge::OpenError;
-use crate::model::json::table_to_json_bytes;
+use crate::model::json::{JsonError, node_to_json_bytes, table_to_json_bytes};
 use crate::model::tables::TableName;
-use crate::model::{SHARED_DATA, parse_options, shared_table};
+use crate::model::{SHARED_DATA, parse_options, shared_node};
 use crate::protocol::chunk::Payload;
 use crate::protocol::sender::Source;
 use crate::protocol::wire::Name;
@@ -21,17 +21,53 @@ pub fn read_source(file: &Path, account: &str) -> Result<Source, Failure> {
     source_of(file, bytes, account)
 }
 
-/// The source in these bytes of `file`.
+/// The source in these bytes of `file`: each table's payload encoded straight from the
+/// syntax tree (the tables are never built as values).
 pub fn source_of(file: &Path, bytes: Vec<u8>, account: &str) -> Result<Source, Failure> {
     let parsed = ParsedFile::parse(bytes, &parse_options())
         .map_err(|e| Failure::open(file, OpenError::Parse(e)))?;
-    let shared = shared_table(parsed.doc(), SHARED_DATA)
+    let doc = parsed.doc();
+    let shared = shared_node(doc, SHARED_DATA)
         .map_err(|e| Failure::open(file, OpenError::Model(e)))?
         .ok_or_else(|| Failure::Data {
             path: file.to_path_buf(),
             problem: DataProblem::NoSharedData,
         })?;
-    source_from_table(file, &shared, account)
+    let mut payloads = Vec::new();
+    for t in TableName::ALL {
+        let Some(field) = doc.get(shared, t.as_str().as_bytes()) else {
+            continue;
+        };
+        if !matches!(field.value.kind, Kind::Table { .. }) {
+            continue;
+        }
+        let bytes = node_to_json_bytes(doc, field.value).map_err(|e| unsendable(file, t, &e))?;
+        payloads.push(Payload::new(t, bytes));
+    }
+    let toon = doc
+        .get(shared, b"UserStatus")
+        .and_then(|f| doc.get(f.value, b"userNameRealm"))
+        .and_then(|f| doc.string(f.value))
+        .and_then(|s| std::str::from_utf8(&s).ok().and_then(Name::new))
+        .unwrap_or_else(|| Name::sanitize(account));
+    Ok(Source {
+        toon,
+        account: Name::sanitize(account),
+        metadata: doc
+            .get(shared, b"metadata")
+            .is_some_and(|f| !matches!(f.value.kind, Kind::Nil)),
+        payloads,
+    })
+}
+
+fn unsendable(file: &Path, table: TableName, e: &JsonError) -> Failure {
+    Failure::Data {
+        path: file.to_path_buf(),
+        problem: DataProblem::Unsendable {
+            table,
+            reason: e.to_string(),
+        },
+    }
 }
 
 /// The source for a `sharedData` table already in memory.
@@ -39,13 +75,7 @@ pub fn source_from_table(file: &Path, shared: &Table, account: &str) -> Result<S
     let mut payloads = Vec::new();
     for t in TableName::ALL {
         if let Some(table) = shared.get_str(t.as_str()).and_then(LuaValue::as_table) {
-            let bytes = table_to_json_bytes(table).map_err(|e| Failure::Data {
-                path: file.to_path_buf(),
-                problem: DataProblem::Unsendable {
-                    table: t,
-                    reason: e.to_string(),
-                },
-            })?;
+            let bytes = table_to_json_bytes(table).map_err(|e| unsendable(file, t, &e))?;
             payloads.push(Payload::new(t, bytes));
         }
     }
