@@ -137,7 +137,7 @@ fn merge(from: &Account, to: &[u8], target: Target) -> Option<Vec<u8>> {
         };
         file.merge(p.table, t);
     }
-    file.finish(source.metadata).unwrap()
+    file.finish(source.metadata).unwrap().merged
 }
 
 /// Loads a file in Lua 5.1 and runs the addon's expectations on `sharedData` and on the target.

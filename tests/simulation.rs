@@ -38,6 +38,7 @@ fn expected(source: &Source, receiver: &[u8], target: Target) -> Vec<u8> {
     }
     t.finish(source.metadata)
         .unwrap()
+        .merged
         .unwrap_or_else(|| receiver.to_vec())
 }
 

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub mod canonical;
 pub mod layout;
 mod target;
-pub use target::{FinishError, OpenError, TargetFile};
+pub use target::{FinishError, Finished, OpenError, TargetFile};
 
 use crate::lua::{Document, Key, KeyPath, LuaValue, Node, SpliceError, Splicer, Table};
 use crate::model::tables::{

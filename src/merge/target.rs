@@ -188,17 +188,20 @@ impl TargetFile {
         Some((rebuilt, changed))
     }
 
-    /// The merged file, or `None` when the merge changes nothing. `metadata`: the source has a
-    /// `metadata` table (the target's is rebuilt as the addon does; it is also rebuilt when the
-    /// target has one). Uses up the merges: a receiver finishes a file once.
-    pub fn finish(&mut self, metadata: bool) -> Result<Option<Vec<u8>>, FinishError> {
+    /// The merged file (`None` when the merge changes nothing) and the file as it was read.
+    /// `metadata`: the source has a `metadata` table (the target's is rebuilt as the addon
+    /// does; it is also rebuilt when the target has one).
+    pub fn finish(mut self, metadata: bool) -> Result<Finished, FinishError> {
         let metadata = self.metadata(metadata);
         let merged = std::mem::take(&mut self.merged);
         let doc = self.file.doc();
         let exists = node_at(doc, self.target, &[]).is_some();
         let metadata_changed = metadata.as_ref().is_some_and(|(_, changed)| *changed);
         if exists && !metadata_changed && !merged.values().any(|m| m.changed) {
-            return Ok(None);
+            return Ok(Finished {
+                merged: None,
+                original: self.file.into_owner(),
+            });
         }
         // What is written, by key of the target table: merged tables (their records kept as
         // the file has them, or values) and the metadata.
@@ -246,19 +249,39 @@ impl TargetFile {
             )?;
         }
         let out = splicer.finish()?;
+        // Only the bytes of the file read are needed from here: its tree goes before the
+        // written file is parsed.
+        let original = self.file.into_owner();
         // The written bytes must load (Lua's limits included) and hold what was merged.
-        let check = ParsedFile::parse(out, &parse_options())
+        let path: &[&str] = &[SAVED_VARIABLES, self.target.key()];
+        let only_target = crate::lua::ParseOptions {
+            keep: crate::lua::Keep::Paths(&[path]),
+            ..parse_options()
+        };
+        let check = ParsedFile::parse(out, &only_target)
             .map_err(|e| FinishError::Verify(e.to_string()))?;
         let back = check.doc();
         for (key, entries) in &written {
             let held = node_at(back, self.target, &[key])
-                .is_some_and(|node| holds(back, node, doc, entries));
+                .is_some_and(|node| holds(back, node, &original, entries));
             if !held {
                 return Err(FinishError::Verify(format!("`{key}` differs")));
             }
         }
-        Ok(Some(check.into_owner()))
+        Ok(Finished {
+            merged: Some(check.into_owner()),
+            original,
+        })
     }
+}
+
+/// What finishing a receiver's file gives.
+#[derive(Debug)]
+pub struct Finished {
+    /// The merged file; `None` when the merge changes nothing.
+    pub merged: Option<Vec<u8>>,
+    /// The file as it was read.
+    pub original: Vec<u8>,
 }
 
 /// What to write for merged entries: a kept record's text as the file has it, or a value.
@@ -303,7 +326,7 @@ fn write_tables(
 fn holds(
     back: &Document<'_>,
     node: Node,
-    original: &Document<'_>,
+    original: &[u8],
     entries: &[(Key, Held)],
 ) -> bool {
     let fields = back.fields(node);
@@ -321,7 +344,7 @@ fn holds(
             return false;
         };
         match by_key.remove(&key) {
-            Some(Held::Kept(n)) => back.text(field.value.span) == original.text(n.span),
+            Some(Held::Kept(n)) => original.get(n.span.range()) == Some(back.text(field.value.span)),
             Some(Held::Value(v)) => back.matches(field.value, v),
             None => false,
         }

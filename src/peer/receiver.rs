@@ -392,7 +392,7 @@ impl<A: AccountIo, S: Store> ReceiverDriver<A, S> {
     }
 
     fn commit(&mut self, now: Millis, sid: SessionId, metadata: bool) {
-        let Some(mut w) = self.working.take().filter(|w| w.sid == sid) else {
+        let Some(w) = self.working.take().filter(|w| w.sid == sid) else {
             self.peer.committed(
                 now,
                 Err("the receiver is not ready for this session".into()),
@@ -404,9 +404,9 @@ impl<A: AccountIo, S: Store> ReceiverDriver<A, S> {
             .file
             .finish(metadata)
             .map_err(|e| Failure::finish(self.account.path(), e))
-            .and_then(|merged| {
-                let c = self.account.commit(merged.as_deref(), w.file.bytes())?;
-                Ok((merged.is_some(), c))
+            .and_then(|f| {
+                let c = self.account.commit(f.merged.as_deref(), &f.original)?;
+                Ok((f.merged.is_some(), c))
             });
         match result {
             Ok((changes, c)) => {
