@@ -951,7 +951,9 @@ fn merging_into_the_file_writes_what_merging_values_writes() {
                             }
                         }
                     }
-                    file.finish(source.get_str("metadata").is_some()).unwrap().merged
+                    file.finish(source.get_str("metadata").is_some())
+                        .unwrap()
+                        .merged
                 };
                 assert_eq!(
                     merge_into(to_bytes, true),

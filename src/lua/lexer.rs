@@ -5,8 +5,9 @@
 //! `LUA_COMPAT_LSTR`), numerals, names. Tokens are spans into the source; nothing is copied.
 
 use super::diag::{ErrorCode, ParseError};
+use super::limits::StringHash;
 use super::number::is_valid_numeral;
-use super::text::skip_line_break;
+use super::text::{escape_value, skip_line_break};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Tok {
@@ -19,6 +20,9 @@ pub(crate) enum Tok {
         long: bool,
         /// The body needs decoding: escapes in a quoted string, a `\r` in a long one.
         escaped: bool,
+        /// The [`StringHash`] of a quoted string's decoded bytes, made while it was read (0 for
+        /// a long string).
+        hash: u64,
     },
     LBrace,
     RBrace,
@@ -81,11 +85,18 @@ fn is(b: u8, class: u8) -> bool {
 pub(crate) struct Lexer<'a> {
     src: &'a [u8],
     pub pos: usize,
+    /// Where the next raw CR is, at or after where it was last looked for (`usize::MAX`:
+    /// none); see [`Lexer::cr_within`].
+    next_cr: usize,
 }
 
 impl<'a> Lexer<'a> {
     pub fn new(src: &'a [u8]) -> Self {
-        Lexer { src, pos: 0 }
+        Lexer {
+            src,
+            pos: 0,
+            next_cr: 0,
+        }
     }
 
     pub fn src(&self) -> &'a [u8] {
@@ -261,6 +272,7 @@ impl<'a> Lexer<'a> {
                 close,
                 long: true,
                 escaped: memchr::memchr(b'\r', body).is_some(),
+                hash: 0,
             },
             start,
             end,
@@ -321,18 +333,21 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// A quoted string, read in one pass: plain stretches are jumped over with `memchr`, and
+    /// the string is hashed as it is read (each stretch, and the byte each escape stands for),
+    /// so its constant is counted without decoding it.
     fn quoted(&mut self, start: usize, quote: u8) -> Result<Token, ParseError> {
         let src = self.src;
         let mut i = start + 1;
         let mut escaped = false;
+        let mut hash = StringHash::default();
         loop {
-            // Jump over plain text to the next byte that ends or interrupts it. A raw CR is
-            // rare, so it is looked for only in the stretch that was jumped over.
+            // Jump over plain text to the next byte that ends or interrupts it.
             let rest = &src[i..];
             let stop = memchr::memchr3(quote, b'\\', b'\n', rest);
-            let stretch = &rest[..stop.unwrap_or(rest.len())];
-            if let Some(cr) = memchr::memchr(b'\r', stretch) {
-                return Err(raw_line_break(i + cr, b'\r'));
+            let end = stop.map_or(src.len(), |n| i + n);
+            if let Some(cr) = self.cr_within(i, end) {
+                return Err(raw_line_break(cr, b'\r'));
             }
             let Some(n) = stop else {
                 return Err(ParseError::new(
@@ -342,6 +357,7 @@ impl<'a> Lexer<'a> {
                      (it may have been cut off while the game was saving)",
                 ));
             };
+            hash.write(&rest[..n]);
             i += n;
             match src[i] {
                 b'\n' => return Err(raw_line_break(i, b'\n')),
@@ -350,6 +366,8 @@ impl<'a> Lexer<'a> {
                     i += 1;
                     let Some(&e) = src.get(i) else { continue };
                     if e == b'\n' || e == b'\r' {
+                        // Backslash-newline is a newline; a CRLF or LFCR pair counts once.
+                        hash.byte(b'\n');
                         i = skip_line_break(src, i);
                     } else if is(e, DIGIT) {
                         let digits = src[i..]
@@ -360,7 +378,7 @@ impl<'a> Lexer<'a> {
                         let value = src[i..i + digits]
                             .iter()
                             .fold(0u32, |v, d| v * 10 + u32::from(d - b'0'));
-                        if value > 255 {
+                        let Ok(byte) = u8::try_from(value) else {
                             return Err(ParseError::new(
                                 i - 1,
                                 ErrorCode::EscapeTooLarge,
@@ -369,9 +387,11 @@ impl<'a> Lexer<'a> {
                                     String::from_utf8_lossy(&src[i..i + digits])
                                 ),
                             ));
-                        }
+                        };
+                        hash.byte(byte);
                         i += digits;
                     } else {
+                        hash.byte(escape_value(e));
                         i += 1;
                     }
                 }
@@ -384,6 +404,7 @@ impl<'a> Lexer<'a> {
                             close: 1,
                             long: false,
                             escaped,
+                            hash: hash.finish(),
                         },
                         start,
                         end: i + 1,
@@ -391,6 +412,17 @@ impl<'a> Lexer<'a> {
                 }
             }
         }
+    }
+
+    /// The first raw CR in `from..to`, if any. A raw CR is rare inside strings (and absent from
+    /// files with LF line ends): the next CR of the file is found once and remembered, so a
+    /// file is searched for CRs about once in all.
+    fn cr_within(&mut self, from: usize, to: usize) -> Option<usize> {
+        if self.next_cr < from {
+            self.next_cr =
+                memchr::memchr(b'\r', &self.src[from..]).map_or(usize::MAX, |n| from + n);
+        }
+        (self.next_cr < to).then_some(self.next_cr)
     }
 
     fn numeral(&mut self, start: usize) -> Result<Token, ParseError> {
@@ -500,6 +532,48 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// The hash made while a quoted string is read is the hash of its decoded bytes,
+        /// whatever escapes spell them.
+        #[test]
+        fn quoted_strings_hash_their_decoded_bytes(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            spelling in proptest::collection::vec(0u8..4, 40),
+        ) {
+            let mut src = vec![b'"'];
+            for (i, &b) in bytes.iter().enumerate() {
+                let named = b"abfnrtv\\\"'".iter().find(|&&e| escape_value(e) == b);
+                match (spelling[i], b, named) {
+                    (2, _, Some(&e)) => src.extend_from_slice(&[b'\\', e]),
+                    (3, b'\n', _) => src.extend_from_slice(b"\\\r\n"),
+                    (_, b'"' | b'\\' | b'\r' | b'\n', _) | (1 | 2, _, _) => {
+                        src.extend_from_slice(format!("\\{b:03}").as_bytes());
+                    }
+                    _ => src.push(b),
+                }
+            }
+            src.push(b'"');
+            let mut lx = Lexer::new(&src);
+            let t = lx.next_token().unwrap();
+            let Tok::Str { hash, .. } = t.tok else { panic!("{:?}", t.tok) };
+            proptest::prop_assert_eq!(hash, crate::lua::limits::hash_bytes(&bytes));
+        }
+    }
+
+    #[test]
+    fn string_hashes_do_not_depend_on_how_the_bytes_are_split() {
+        let bytes: Vec<u8> = (0..100u8).collect();
+        let whole = crate::lua::limits::hash_bytes(&bytes);
+        for cut in 0..bytes.len() {
+            let mut h = StringHash::default();
+            h.write(&bytes[..cut]);
+            h.byte(bytes[cut]);
+            h.write(&bytes[cut + 1..]);
+            assert_eq!(h.finish(), whole, "{cut}");
+        }
+        assert_ne!(whole, crate::lua::limits::hash_bytes(&bytes[1..]));
+    }
+
     #[test]
     fn long_strings_with_levels() {
         let mut lx = Lexer::new(b"[==[\nab]]c]==]");
@@ -510,7 +584,8 @@ mod tests {
                 open: 5,
                 close: 4,
                 long: true,
-                escaped: false
+                escaped: false,
+                hash: 0
             }
         );
         assert_eq!(t.end, 14);

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use rustc_hash::{FxHashMap, FxHasher};
+use rustc_hash::FxHashMap;
 
 /// `LUAI_MAXCCALLS`: the parser's nesting budget.
 pub const MAX_SYNTAX_LEVELS: u32 = 200;
@@ -107,6 +107,9 @@ pub(crate) enum Overflow {
 pub(crate) struct Codegen<'a> {
     enabled: bool,
     first_strings: FxHashMap<Cow<'a, [u8]>, u32>,
+    /// The [`StringHash`] of each of `first_strings`: most strings are not among them, and
+    /// this tells without their bytes.
+    first_hashes: HashSet<u64, BuildHasherDefault<PassThrough>>,
     first_others: FxHashMap<Constant, u32>,
     /// Hashes of constants not among the first 256, while there may be too many to count.
     hashes: Vec<u64>,
@@ -133,6 +136,7 @@ impl<'a> Codegen<'a> {
         Codegen {
             enabled,
             first_strings: FxHashMap::default(),
+            first_hashes: HashSet::default(),
             first_others: FxHashMap::default(),
             hashes: Vec::with_capacity(capacity),
             seen: None,
@@ -211,17 +215,36 @@ impl<'a> Codegen<'a> {
         owned: impl FnOnce() -> Cow<'a, [u8]>,
         need_index: bool,
     ) -> Result<bool, Overflow> {
+        self.string_hashed(hash_bytes(bytes), owned, need_index)
+    }
+
+    /// [`Codegen::string`] for a string whose [`StringHash`] is known: its bytes (`bytes`) are
+    /// only made when they must be compared or kept (among the first 256 constants).
+    pub fn string_hashed(
+        &mut self,
+        hash: u64,
+        bytes: impl FnOnce() -> Cow<'a, [u8]>,
+        need_index: bool,
+    ) -> Result<bool, Overflow> {
         if !self.enabled {
             return Ok(true);
         }
         let numbering = self.exact_count() < FIRST;
-        if (numbering || need_index) && self.first_strings.contains_key(bytes) {
-            return Ok(true);
+        let mut bytes = Some(bytes);
+        let mut kept = None;
+        if (numbering || need_index) && self.first_hashes.contains(&hash) {
+            let b = bytes.take().map(|f| f()).unwrap_or_default();
+            if self.first_strings.contains_key(b.as_ref()) {
+                return Ok(true);
+            }
+            kept = Some(b);
         }
-        self.count_new(hash_bytes(bytes))?;
+        self.count_new(hash)?;
         if numbering {
             let index = self.exact_count() as u32;
-            self.first_strings.insert(owned(), index);
+            let b = kept.or_else(|| bytes.map(|f| f())).unwrap_or_default();
+            self.first_strings.insert(b, index);
+            self.first_hashes.insert(hash);
             return Ok(true);
         }
         Ok(false)
@@ -297,9 +320,69 @@ impl<'a> Codegen<'a> {
 
 /// A 64-bit hash of a string constant's bytes (well mixed, so it can index a table as is).
 pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
-    let mut h = FxHasher::default();
+    let mut h = StringHash::default();
     h.write(bytes);
-    mix(h.finish() ^ (bytes.len() as u64).rotate_left(32))
+    h.finish()
+}
+
+/// The hash of a string constant, fed in pieces: the same for any split of the same bytes, so
+/// the lexer hashes a quoted string while it reads it (its plain stretches and the bytes its
+/// escapes stand for) without decoding it into a buffer first.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StringHash {
+    h: u64,
+    /// Bytes not yet in `h` (fewer than 8), little-endian.
+    tail: u64,
+    tail_len: u32,
+    len: u64,
+}
+
+impl StringHash {
+    fn round(h: u64, word: u64) -> u64 {
+        (h.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95)
+    }
+
+    pub fn write(&mut self, mut bytes: &[u8]) {
+        self.len += bytes.len() as u64;
+        while self.tail_len > 0 && !bytes.is_empty() {
+            self.push(bytes[0]);
+            bytes = &bytes[1..];
+        }
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(w);
+            self.h = Self::round(self.h, u64::from_le_bytes(word));
+        }
+        for &b in words.remainder() {
+            self.push(b);
+        }
+    }
+
+    /// One byte (an escape's value).
+    pub fn byte(&mut self, b: u8) {
+        self.len += 1;
+        self.push(b);
+    }
+
+    fn push(&mut self, b: u8) {
+        self.tail |= u64::from(b) << (8 * self.tail_len);
+        self.tail_len += 1;
+        if self.tail_len == 8 {
+            self.h = Self::round(self.h, self.tail);
+            self.tail = 0;
+            self.tail_len = 0;
+        }
+    }
+
+    pub fn finish(self) -> u64 {
+        let h = if self.tail_len > 0 {
+            Self::round(self.h, self.tail)
+        } else {
+            self.h
+        };
+        mix(h ^ self.len.rotate_left(32))
+    }
 }
 
 fn hash_constant(k: Constant) -> u64 {

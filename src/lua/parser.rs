@@ -75,7 +75,6 @@ pub fn parse_with<'a>(
         paths,
         frames: Vec::new(),
         scratch: Vec::new(),
-        scratch_bytes: Vec::new(),
         fields: Vec::new(),
         globals: Vec::new(),
     };
@@ -86,10 +85,13 @@ pub fn parse_with<'a>(
             return Err(parser.overflow(at, Overflow::Constants));
         }
     }
+    // The arena grew by doubling: give back what it does not hold.
+    let mut fields = parser.fields;
+    fields.shrink_to_fit();
     Ok(Document {
         src,
         globals: parser.globals,
-        fields: parser.fields,
+        fields,
     })
 }
 
@@ -182,7 +184,6 @@ struct Parser<'a, 'p> {
     frames: Vec<Frame>,
     scratch: Vec<Field>,
     /// Reused buffer for decoding escaped strings.
-    scratch_bytes: Vec<u8>,
     fields: Vec<Field>,
     globals: Vec<Global>,
 }
@@ -326,7 +327,7 @@ impl<'a> Parser<'a, '_> {
             ));
         }
         self.codegen.free_reg = 0;
-        self.string_constant(name_tok.start, name, false, false)?;
+        self.string_constant(name_tok.start, name, false)?;
         let assign = self.next()?;
         match assign.tok {
             Tok::Assign => {}
@@ -446,7 +447,7 @@ impl<'a> Parser<'a, '_> {
                     ));
                 }
                 let restore = self.codegen.free_reg;
-                let fits_operand = self.string_constant(tok.start, name, false, true)?;
+                let fits_operand = self.string_constant(tok.start, name, true)?;
                 self.with_overflow(tok.start, |cg| cg.use_as_operand(Exp::Str { fits_operand }))?;
                 self.field_value(
                     FieldKey::Name(span(tok.start, tok.end)),
@@ -663,6 +664,7 @@ impl<'a> Parser<'a, '_> {
                 close,
                 long,
                 escaped,
+                hash,
             } => {
                 let body = &self.src()[tok.start + open as usize..tok.end - close as usize];
                 let fits_operand = if long && escaped {
@@ -672,8 +674,10 @@ impl<'a> Parser<'a, '_> {
                         self.codegen
                             .string(&decoded, || Cow::Owned(decoded.clone()), need_index);
                     result.map_err(|o| self.overflow(tok.start, o))?
+                } else if long {
+                    self.string_constant(tok.start, body, need_index)?
                 } else {
-                    self.string_constant(tok.start, body, escaped, need_index)?
+                    self.quoted_constant(tok.start, body, escaped, hash, need_index)?
                 };
                 let node = Node {
                     span: span(tok.start, tok.end),
@@ -934,27 +938,41 @@ impl<'a> Parser<'a, '_> {
         }
     }
 
-    /// Adds a string constant; returns whether its index fits an operand (worked out only when
-    /// `need_index`). `body` is the raw body of a quoted string when `escaped`, else the bytes
-    /// themselves (borrowed from the file).
+    /// Adds a string constant (a name, or a string without escapes, borrowed from the file);
+    /// returns whether its index fits an operand (worked out only when `need_index`).
     fn string_constant(
+        &mut self,
+        at: usize,
+        bytes: &'a [u8],
+        need_index: bool,
+    ) -> Result<bool, ParseError> {
+        self.codegen
+            .string(bytes, || Cow::Borrowed(bytes), need_index)
+            .map_err(|o| self.overflow(at, o))
+    }
+
+    /// Adds a quoted string's constant by the hash the lexer made as it read it: its raw
+    /// `body` is decoded only if its bytes must be compared or kept.
+    fn quoted_constant(
         &mut self,
         at: usize,
         body: &'a [u8],
         escaped: bool,
+        hash: u64,
         need_index: bool,
     ) -> Result<bool, ParseError> {
-        let result = if escaped {
-            self.scratch_bytes.clear();
-            decode_quoted_into(body, &mut self.scratch_bytes);
-            let bytes = &self.scratch_bytes;
-            self.codegen
-                .string(bytes, || Cow::Owned(bytes.clone()), need_index)
-        } else {
-            self.codegen
-                .string(body, || Cow::Borrowed(body), need_index)
+        let bytes = || {
+            if escaped {
+                let mut out = Vec::new();
+                decode_quoted_into(body, &mut out);
+                Cow::Owned(out)
+            } else {
+                Cow::Borrowed(body)
+            }
         };
-        result.map_err(|o| self.overflow(at, o))
+        self.codegen
+            .string_hashed(hash, bytes, need_index)
+            .map_err(|o| self.overflow(at, o))
     }
 
     fn with_overflow(

@@ -231,7 +231,11 @@ impl<'d, 'a> Splicer<'d, 'a> {
         self.edits.sort_by_key(|e| (e.start, e.end));
         let src = self.doc.src();
         let added: usize = self.edits.iter().map(|e| e.text.len()).sum();
-        let removed: usize = self.edits.iter().map(|e| e.end.saturating_sub(e.start)).sum();
+        let removed: usize = self
+            .edits
+            .iter()
+            .map(|e| e.end.saturating_sub(e.start))
+            .sum();
         let mut out = Vec::with_capacity((src.len() + added).saturating_sub(removed));
         let mut at = 0;
         for edit in &self.edits {

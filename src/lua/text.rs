@@ -34,13 +34,6 @@ pub fn decode_quoted_into(body: &[u8], out: &mut Vec<u8>) {
         let Some(&e) = body.get(i) else { return };
         i += 1;
         match e {
-            b'a' => out.push(0x07),
-            b'b' => out.push(0x08),
-            b'f' => out.push(0x0C),
-            b'n' => out.push(b'\n'),
-            b'r' => out.push(b'\r'),
-            b't' => out.push(b'\t'),
-            b'v' => out.push(0x0B),
             b'\n' | b'\r' => {
                 // Backslash-newline is a newline; a CRLF or LFCR pair counts once.
                 out.push(b'\n');
@@ -61,11 +54,25 @@ pub fn decode_quoted_into(body: &[u8], out: &mut Vec<u8>) {
                 }
                 out.push(u8::try_from(value).unwrap_or(u8::MAX));
             }
-            // `\\`, `\"`, `\'` and any unknown escape: the character without the backslash.
-            other => out.push(other),
+            other => out.push(escape_value(other)),
         }
     }
     out.extend_from_slice(&body[i..]);
+}
+
+/// The byte a one-character escape `\e` stands for: `\a \b \f \n \r \t \v` their control
+/// characters; `\\`, `\"`, `\'` and any unknown escape the character itself.
+pub(crate) fn escape_value(e: u8) -> u8 {
+    match e {
+        b'a' => 0x07,
+        b'b' => 0x08,
+        b'f' => 0x0C,
+        b'n' => b'\n',
+        b'r' => b'\r',
+        b't' => b'\t',
+        b'v' => 0x0B,
+        other => other,
+    }
 }
 
 /// Decodes the body of a long string (after the opening bracket and its skipped first line

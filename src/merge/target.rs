@@ -258,8 +258,8 @@ impl TargetFile {
             keep: crate::lua::Keep::Paths(&[path]),
             ..parse_options()
         };
-        let check = ParsedFile::parse(out, &only_target)
-            .map_err(|e| FinishError::Verify(e.to_string()))?;
+        let check =
+            ParsedFile::parse(out, &only_target).map_err(|e| FinishError::Verify(e.to_string()))?;
         let back = check.doc();
         for (key, entries) in &written {
             let held = node_at(back, self.target, &[key])
@@ -323,12 +323,7 @@ fn write_tables(
 /// Whether the table at `node` of the written file holds exactly `entries`: every field in
 /// the order written, under its key, a kept record with the text it had in `original`, a value
 /// equal to what was merged.
-fn holds(
-    back: &Document<'_>,
-    node: Node,
-    original: &[u8],
-    entries: &[(Key, Held)],
-) -> bool {
+fn holds(back: &Document<'_>, node: Node, original: &[u8], entries: &[(Key, Held)]) -> bool {
     let fields = back.fields(node);
     if fields.len() != entries.len() {
         return false;
@@ -344,7 +339,9 @@ fn holds(
             return false;
         };
         match by_key.remove(&key) {
-            Some(Held::Kept(n)) => original.get(n.span.range()) == Some(back.text(field.value.span)),
+            Some(Held::Kept(n)) => {
+                original.get(n.span.range()) == Some(back.text(field.value.span))
+            }
             Some(Held::Value(v)) => back.matches(field.value, v),
             None => false,
         }
