@@ -79,20 +79,30 @@ fn write_nested(
 }
 
 /// A set of replacements on one document, applied together.
-pub struct Splicer<'d, 'a> {
+pub struct Splicer<'d, 'a, 'w> {
     doc: &'d Document<'a>,
     layout: Layout,
-    edits: Vec<Edit>,
+    edits: Vec<Edit<'w>>,
 }
 
-struct Edit {
+struct Edit<'w> {
     start: usize,
     end: usize,
-    text: Vec<u8>,
+    text: Text<'w>,
     path: String,
 }
 
-impl<'d, 'a> Splicer<'d, 'a> {
+/// An edit's new text: made already, or written straight into the output by `finish` (a large
+/// table then never exists twice, as its own text and in the output).
+enum Text<'w> {
+    Made(Vec<u8>),
+    Later {
+        write: &'w WriteFn<'w>,
+        depth: usize,
+    },
+}
+
+impl<'d, 'a, 'w> Splicer<'d, 'a, 'w> {
     pub fn new(doc: &'d Document<'a>, layout: Layout) -> Self {
         Splicer {
             doc,
@@ -105,12 +115,31 @@ impl<'d, 'a> Splicer<'d, 'a> {
     /// way) if not. The global itself must exist and be a table when `keys` is not empty.
     pub fn set(&mut self, path: KeyPath<'_>, value: &LuaValue) -> Result<(), SpliceError> {
         let layout = self.layout;
-        self.set_with(path, &|out, depth| write_value(out, value, layout, depth))
+        self.place(
+            path,
+            &|out, depth| write_value(out, value, layout, depth),
+            None,
+        )
     }
 
     /// [`Splicer::set`] with the value's text made by `write(out, depth)` (as
-    /// [`write_value`] would write a value at that depth).
-    pub fn set_with(&mut self, path: KeyPath<'_>, write: &WriteFn<'_>) -> Result<(), SpliceError> {
+    /// [`write_value`] would write a value at that depth). A replacement is written straight
+    /// into the output by [`Splicer::finish`].
+    pub fn set_with(
+        &mut self,
+        path: KeyPath<'_>,
+        write: &'w WriteFn<'w>,
+    ) -> Result<(), SpliceError> {
+        self.place(path, write, Some(write))
+    }
+
+    /// Finds where `path` goes; `later`: write a replacement only when finishing.
+    fn place(
+        &mut self,
+        path: KeyPath<'_>,
+        write: &WriteFn<'_>,
+        later: Option<&'w WriteFn<'w>>,
+    ) -> Result<(), SpliceError> {
         let doc = self.doc;
         let global = doc
             .global(path.global)
@@ -128,9 +157,22 @@ impl<'d, 'a> Splicer<'d, 'a> {
             let is_last = i == parents.len();
             match doc.get(table, key.as_bytes()) {
                 Some(field) if is_last => {
+                    let range = field.value.span.range();
+                    if let Some(write) = later {
+                        self.edits.push(Edit {
+                            start: range.start,
+                            end: range.end,
+                            text: Text::Later {
+                                write,
+                                depth: depth + 1,
+                            },
+                            path: path.to_string(),
+                        });
+                        return Ok(());
+                    }
                     let mut text = Vec::new();
                     write(&mut text, depth + 1)?;
-                    return self.push(field.value.span.range(), text, path);
+                    return self.push(range, text, path);
                 }
                 Some(field) => {
                     table = field.value;
@@ -218,7 +260,7 @@ impl<'d, 'a> Splicer<'d, 'a> {
         self.edits.push(Edit {
             start: range.start,
             end: range.end,
-            text,
+            text: Text::Made(text),
             path: path.to_string(),
         });
         Ok(())
@@ -230,7 +272,15 @@ impl<'d, 'a> Splicer<'d, 'a> {
         // Stable: insertions at one point keep the order they were made in.
         self.edits.sort_by_key(|e| (e.start, e.end));
         let src = self.doc.src();
-        let added: usize = self.edits.iter().map(|e| e.text.len()).sum();
+        // A text written later is guessed as long as what it replaces.
+        let added: usize = self
+            .edits
+            .iter()
+            .map(|e| match &e.text {
+                Text::Made(t) => t.len(),
+                Text::Later { .. } => e.end.saturating_sub(e.start),
+            })
+            .sum();
         let removed: usize = self
             .edits
             .iter()
@@ -243,7 +293,10 @@ impl<'d, 'a> Splicer<'d, 'a> {
                 return Err(SpliceError::Overlap(edit.path.clone()));
             }
             out.extend_from_slice(&src[at..edit.start]);
-            out.extend_from_slice(&edit.text);
+            match &edit.text {
+                Text::Made(text) => out.extend_from_slice(text),
+                Text::Later { write, depth } => write(&mut out, *depth)?,
+            }
             at = edit.end;
         }
         out.extend_from_slice(&src[at..]);

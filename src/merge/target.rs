@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::lua::{
     Document, FieldKey, Item, Key, KeyPath, Kind, LuaValue, Node, ParsedFile, PlacedError,
-    SpliceError, Splicer, Table, write_items,
+    SpliceError, Splicer, Table, WriteFn, write_items,
 };
 use crate::model::tables::TableName;
 use crate::model::{ModelError, SAVED_VARIABLES, SHARED_DATA, Target, parse_options, shared_node};
@@ -221,34 +221,44 @@ impl TargetFile {
             written.push(("metadata", entries));
         }
         let layout = crate::lua::Layout::detect(doc.src());
-        let mut splicer = Splicer::new(doc, layout);
-        let items = |entries| items(doc, entries);
-        if exists {
-            for (key, entries) in &written {
-                let items = items(entries);
-                splicer.set_with(
-                    KeyPath {
-                        global: SAVED_VARIABLES,
-                        keys: &[self.target.key(), key],
-                    },
-                    &|out, depth| write_items(out, &items, layout, depth),
-                )?;
-            }
+        // Each table's items, then a writer for each: both outlive the splicer, which writes
+        // the tables straight into the output when it finishes.
+        let target_key = self.target.key();
+        let tables: Vec<(Key, Vec<(&Key, Item<'_>)>)> = written
+            .iter()
+            .map(|(key, entries)| (Key::str(key), items(doc, entries)))
+            .collect();
+        type Writer<'w> = Box<WriteFn<'w>>;
+        let writers: Vec<(Vec<&str>, Writer<'_>)> = if exists {
+            tables
+                .iter()
+                .zip(&written)
+                .map(|((_, items), (key, _))| {
+                    let write: Writer<'_> =
+                        Box::new(move |out, depth| write_items(out, items, layout, depth));
+                    (vec![target_key, *key], write)
+                })
+                .collect()
         } else {
             // A new target table: nothing of it is in the file yet.
-            let tables: Vec<(Key, Vec<(&Key, Item<'_>)>)> = written
-                .iter()
-                .map(|(key, entries)| (Key::str(key), items(entries)))
-                .collect();
+            let tables = &tables;
+            let write: Writer<'_> =
+                Box::new(move |out, depth| write_tables(out, tables, layout, depth));
+            vec![(vec![target_key], write)]
+        };
+        let mut splicer = Splicer::new(doc, layout);
+        for (keys, write) in &writers {
             splicer.set_with(
                 KeyPath {
                     global: SAVED_VARIABLES,
-                    keys: &[self.target.key()],
+                    keys,
                 },
-                &|out, depth| write_tables(out, &tables, layout, depth),
+                write.as_ref(),
             )?;
         }
         let out = splicer.finish()?;
+        drop(writers);
+        drop(tables);
         // Only the bytes of the file read are needed from here: its tree goes before the
         // written file is parsed.
         let original = self.file.into_owner();
