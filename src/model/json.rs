@@ -18,7 +18,7 @@
 //! cannot be confused with tables.
 
 use crate::lua::{
-    Document, Key, Kind, LuaValue, MAX_TABLE_DEPTH, Node, Number, Table, format_number,
+    Document, FieldKey, Key, Kind, LuaValue, MAX_TABLE_DEPTH, Node, Number, Table, format_number,
     numeral_value,
 };
 use crate::model::tables::{Entry, Part};
@@ -97,6 +97,15 @@ fn number_text(n: &Number) -> Result<std::borrow::Cow<'_, str>, JsonError> {
     }
 }
 
+/// An integer of at most 15 digits, without a leading zero or a plus sign (`0`, `-12`, `80`):
+/// exactly what `format_number` writes for its value.
+fn is_plain_integer(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text).as_bytes();
+    (1..=15).contains(&digits.len())
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits[0] != b'0' || (digits.len() == 1 && !text.starts_with('-')))
+}
+
 /// Whether `text` is a number in JSON's grammar.
 fn is_json_number(text: &str) -> bool {
     let b = text.as_bytes();
@@ -139,6 +148,11 @@ fn encode_number(n: &Number, out: &mut Vec<u8>) -> Result<(), JsonError> {
 
 /// A number of this value, read from `text` (if it was read).
 fn encode_numeral(value: f64, text: Option<&str>, out: &mut Vec<u8>) -> Result<(), JsonError> {
+    // The common case: an integer written plainly is its own shortest text.
+    if let Some(text) = text.filter(|t| is_plain_integer(t)) {
+        out.extend_from_slice(text.as_bytes());
+        return Ok(());
+    }
     // A numeral Lua reads as infinite (`1e400`) has no shortest form: its text travels.
     if let (false, Some(text)) = (value.is_finite(), text) {
         return write_tagged(NUM, text, out);
@@ -192,7 +206,10 @@ fn encode_entries<V>(
         if i > 0 {
             out.push(b',');
         }
-        write_str(&encode_key(k)?, out)?;
+        match k {
+            Key::Str(text) => write_str_key(text, out)?,
+            _ => write_str(&encode_key(k)?, out)?,
+        }
         out.push(b':');
         value(v, out)?;
     }
@@ -223,14 +240,85 @@ fn encode_node(doc: &Document<'_>, node: Node, out: &mut Vec<u8>) -> Result<(), 
             }
         }
         Kind::Table { .. } => {
-            let entries = doc.entries_of(node);
-            encode_entries(&entries, out, &mut |n, out| encode_node(doc, *n, out))?;
+            if !encode_plain_table(doc, node, out)? {
+                let entries = doc.entries_of(node);
+                encode_entries(&entries, out, &mut |n, out| encode_node(doc, *n, out))?;
+            }
         }
         // Nil is never an entry (`entries_of` drops it).
         Kind::Nil => return Err(JsonError::Null),
         Kind::Skipped => return Err(JsonError::NotKept),
     }
     Ok(())
+}
+
+/// The common tables, encoded from their fields without building their keys: only array items
+/// (a JSON array), or only string keys each set once (a JSON object in field order), and no
+/// nil. `false`: another kind of table, nothing was written.
+fn encode_plain_table(
+    doc: &Document<'_>,
+    node: Node,
+    out: &mut Vec<u8>,
+) -> Result<bool, JsonError> {
+    let fields = doc.fields(node);
+    if fields.iter().any(|f| matches!(f.value.kind, Kind::Nil)) {
+        return Ok(false);
+    }
+    if !fields.is_empty() && fields.iter().all(|f| f.key == FieldKey::Positional) {
+        out.push(b'[');
+        for (i, f) in fields.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            encode_node(doc, f.value, out)?;
+        }
+        out.push(b']');
+        return Ok(true);
+    }
+    let mut keys = Vec::with_capacity(fields.len());
+    for f in fields {
+        match f.key {
+            FieldKey::Name(_) => keys.push(doc.key_string(f).unwrap_or_default()),
+            FieldKey::Bracket(k) if matches!(k.kind, Kind::Str { .. }) => {
+                keys.push(doc.key_string(f).unwrap_or_default());
+            }
+            _ => return Ok(false),
+        }
+    }
+    // Each key once: a key set twice keeps its first place and last value (built the slow way).
+    let distinct = if keys.len() <= 16 {
+        keys.iter()
+            .enumerate()
+            .all(|(i, k)| keys[..i].iter().all(|other| other != k))
+    } else {
+        let mut seen = std::collections::HashSet::with_capacity(keys.len());
+        keys.iter().all(|k| seen.insert(k.as_ref()))
+    };
+    if !distinct {
+        return Ok(false);
+    }
+    out.push(b'{');
+    for (i, (f, key)) in fields.iter().zip(&keys).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str_key(key, out)?;
+        out.push(b':');
+        encode_node(doc, f.value, out)?;
+    }
+    out.push(b'}');
+    Ok(true)
+}
+
+/// The JSON object key of a string key (see [`encode_key`]), written without a copy.
+fn write_str_key(key: &[u8], out: &mut Vec<u8>) -> Result<(), JsonError> {
+    match std::str::from_utf8(key) {
+        Ok(text) if text.starts_with('$') || text.starts_with('#') => {
+            write_str(&format!("${text}"), out)
+        }
+        Ok(text) => write_str(text, out),
+        Err(_) => write_str(&format!("$x{}", hex(key)), out),
+    }
 }
 
 /// Decodes JSON bytes made by [`to_json_bytes`], straight into Lua values (no JSON tree).
