@@ -45,9 +45,18 @@ impl Layout {
 /// The layout a table is in: current if any record is an envelope, older if it has records
 /// but none is; `None` for a table without records.
 pub fn layout_of(table: TableName, t: &Table) -> Option<Layout> {
+    layout_of_values(table, t.iter().map(|(_, v)| std::borrow::Cow::Borrowed(v)))
+}
+
+/// [`layout_of`] for a table's values given one at a time (they can be built one at a time:
+/// the first envelope decides).
+pub fn layout_of_values<'v>(
+    table: TableName,
+    values: impl IntoIterator<Item = std::borrow::Cow<'v, LuaValue>>,
+) -> Option<Layout> {
     let mut any = false;
-    for (_, v) in t.iter() {
-        if let LuaValue::Table(r) = v {
+    for v in values {
+        if let LuaValue::Table(r) = v.as_ref() {
             any = true;
             if Record::new(table, r).shape() == RecordShape::Envelope {
                 return Some(Layout::Current);

@@ -95,6 +95,8 @@ struct Merging<'d, 'a> {
     /// Where kept records are read from.
     doc: Option<&'d Document<'a>>,
     slots: Vec<(Part, Held)>,
+    /// The stamp of each slot's record (most verdicts need nothing else of a kept record).
+    stamps: Vec<Option<u64>>,
     index: HashMap<Vec<u8>, usize>,
     counts: Counts,
     duplicates: u32,
@@ -107,6 +109,7 @@ impl<'d, 'a> Merging<'d, 'a> {
             layout,
             doc,
             slots: Vec::new(),
+            stamps: Vec::new(),
             index: HashMap::new(),
             counts: Counts::default(),
             duplicates: 0,
@@ -140,12 +143,19 @@ impl<'d, 'a> Merging<'d, 'a> {
         {
             // A duplicate in the target: one copy stays, the one the rules prefer.
             self.duplicates += 1;
-            let wins = match judge(self.table, &self.load(&self.slots[at].1), &e.value) {
+            let verdict = judge_by(
+                self.table,
+                self.stamps[at],
+                || self.load(&self.slots[at].1),
+                &e.value,
+            );
+            let wins = match verdict {
                 Verdict::Replace => true,
                 Verdict::Conflict { incoming_wins } => incoming_wins,
                 _ => false,
             };
             if wins {
+                self.stamps[at] = stamp(self.table, &e.value);
                 self.slots[at].1 = held(e.value);
             }
             return;
@@ -153,6 +163,7 @@ impl<'d, 'a> Merging<'d, 'a> {
         if let Some(id) = id {
             self.index.insert(id, self.slots.len());
         }
+        self.stamps.push(stamp(self.table, &e.value));
         self.slots.push((e.part, held(e.value)));
     }
 
@@ -169,15 +180,23 @@ impl<'d, 'a> Merging<'d, 'a> {
         let Some(&at) = self.index.get(&id) else {
             self.counts.added += 1;
             self.index.insert(id, self.slots.len());
+            self.stamps.push(stamp(self.table, &e.value));
             self.slots.push((e.part, Held::Value(e.value)));
             return;
         };
-        let verdict = judge(self.table, &self.load(&self.slots[at].1), &e.value);
+        let verdict = judge_by(
+            self.table,
+            self.stamps[at],
+            || self.load(&self.slots[at].1),
+            &e.value,
+        );
+        let incoming_stamp = stamp(self.table, &e.value);
         let counts = &mut self.counts;
         let slot = &mut self.slots[at].1;
         match verdict {
             Verdict::Replace => {
                 counts.updated += 1;
+                self.stamps[at] = incoming_stamp;
                 *slot = Held::Value(e.value);
             }
             Verdict::KeepNewer => counts.kept_newer += 1,
@@ -185,6 +204,7 @@ impl<'d, 'a> Merging<'d, 'a> {
             Verdict::Conflict { incoming_wins } => {
                 counts.conflicts += 1;
                 if incoming_wins {
+                    self.stamps[at] = incoming_stamp;
                     *slot = Held::Value(e.value);
                 }
             }
@@ -223,11 +243,20 @@ enum Verdict {
     Skip,
 }
 
-fn judge(table: TableName, target: &LuaValue, incoming: &LuaValue) -> Verdict {
-    match (stamp(table, target), stamp(table, incoming)) {
+/// The verdict on an incoming record against the target's, whose stamp is `target_stamp`;
+/// the target's value (`target`) is only needed, and made, when the stamps do not decide.
+fn judge_by<'t>(
+    table: TableName,
+    target_stamp: Option<u64>,
+    target: impl FnOnce() -> Cow<'t, LuaValue>,
+    incoming: &LuaValue,
+) -> Verdict {
+    match (target_stamp, stamp(table, incoming)) {
         (Some(t), Some(i)) if i > t => Verdict::Replace,
         (Some(t), Some(i)) if i < t => Verdict::KeepNewer,
         (Some(_), Some(_)) => {
+            let target = target();
+            let target = target.as_ref();
             if target == incoming {
                 Verdict::Unchanged
             } else {
@@ -239,7 +268,7 @@ fn judge(table: TableName, target: &LuaValue, incoming: &LuaValue) -> Verdict {
         (None, Some(_)) => Verdict::Replace,
         (Some(_), None) => Verdict::KeepNewer,
         (None, None) => {
-            if target == incoming {
+            if target().as_ref() == incoming {
                 Verdict::Unchanged
             } else {
                 Verdict::Skip

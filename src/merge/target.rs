@@ -11,7 +11,7 @@ use crate::lua::{
 use crate::model::tables::TableName;
 use crate::model::{ModelError, SAVED_VARIABLES, SHARED_DATA, Target, parse_options, shared_node};
 
-use super::layout::{Layout, decide, layout_of};
+use super::layout::{Layout, decide, layout_of_values};
 use super::{
     Counts, FileMerged, Held, Records, merge_into_file, merge_into_file_with, rebuild_metadata,
 };
@@ -79,10 +79,22 @@ impl TargetFile {
             Target::SharedDataRemote if doc_has(doc, SHARED_DATA) => SHARED_DATA,
             Target::SharedDataRemote => target.key(),
         };
+        let own_node = shared_node(doc, own_key)?;
         for name in TableName::ALL {
-            own[position(name)] = sub_table(doc, own_key, name.as_str())?
-                .as_ref()
-                .and_then(|t| layout_of(name, t));
+            // Records are built one at a time, until the first envelope.
+            let Some(node) = own_node
+                .and_then(|n| doc.get(n, name.as_str().as_bytes()))
+                .map(|f| f.value)
+                .filter(|n| matches!(n.kind, Kind::Table { .. }))
+            else {
+                continue;
+            };
+            let values = doc
+                .entries_of(node)
+                .into_iter()
+                .filter_map(|(_, record)| doc.value(record).ok().flatten())
+                .map(std::borrow::Cow::Owned);
+            own[position(name)] = layout_of_values(name, values);
         }
         Ok(TargetFile {
             file,
@@ -362,16 +374,4 @@ fn holds(back: &Document<'_>, node: Node, original: &[u8], entries: &[(Key, Held
 fn doc_has(doc: &Document<'_>, key: &str) -> bool {
     doc.global(SAVED_VARIABLES)
         .is_some_and(|g| doc.get(g.value, key.as_bytes()).is_some())
-}
-
-/// `GuildHelper_SavedVariables[key][name]` as a value, when it is a table.
-fn sub_table(doc: &Document<'_>, key: &str, name: &str) -> Result<Option<Table>, ModelError> {
-    let Some(field) = shared_node(doc, key)?.and_then(|shared| doc.get(shared, name.as_bytes()))
-    else {
-        return Ok(None);
-    };
-    match doc.value(field.value) {
-        Ok(Some(LuaValue::Table(t))) => Ok(Some(t)),
-        _ => Ok(None),
-    }
 }
