@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::lua::{Keep, Limits, LineIndex, ParseOptions, parse_with};
-use crate::model::check::{Severity, check_guildhelper};
+use crate::model::check::{Severity, check_guildhelper_with};
 use crate::model::{KEEP_PATHS, is_guildhelper_file};
 
 /// One finding, as `path:line:column: severity: message`.
@@ -75,11 +75,12 @@ pub fn validate_bytes(path: &Path, src: &[u8]) -> FileReport {
         }
         return report;
     }
-    let issues = check_guildhelper(&doc);
+    let mut index = None;
+    let issues = check_guildhelper_with(&doc, &mut index);
     if issues.is_empty() {
         return report;
     }
-    let index = LineIndex::new(src);
+    let index = index.get_or_insert_with(|| LineIndex::new(src));
     for issue in issues {
         let pos = index.position(src, issue.offset);
         let finding = Finding {

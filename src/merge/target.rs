@@ -74,12 +74,15 @@ impl TargetFile {
         // The same checks as reading the whole target table, without keeping it.
         shared_node(doc, target.key())?;
         let mut own = [None; 5];
-        let own_key = match target {
-            Target::SharedData => target.key(),
-            Target::SharedDataRemote if doc_has(doc, SHARED_DATA) => SHARED_DATA,
-            Target::SharedDataRemote => target.key(),
+        // The receiver's own sharedData decides the layouts; without one, the target's.
+        let own_node = match target {
+            Target::SharedDataRemote => shared_node(doc, SHARED_DATA)?,
+            Target::SharedData => None,
         };
-        let own_node = shared_node(doc, own_key)?;
+        let own_node = match own_node {
+            Some(node) => Some(node),
+            None => shared_node(doc, target.key())?,
+        };
         for name in TableName::ALL {
             // Records are built one at a time, until the first envelope.
             let Some(node) = own_node
@@ -368,10 +371,4 @@ fn holds(back: &Document<'_>, node: Node, original: &[u8], entries: &[(Key, Held
             None => false,
         }
     })
-}
-
-/// Whether `GuildHelper_SavedVariables[key]` exists.
-fn doc_has(doc: &Document<'_>, key: &str) -> bool {
-    doc.global(SAVED_VARIABLES)
-        .is_some_and(|g| doc.get(g.value, key.as_bytes()).is_some())
 }

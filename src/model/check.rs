@@ -24,9 +24,9 @@ pub struct Issue {
     pub message: String,
 }
 
-struct Sink(Vec<Issue>, Option<crate::lua::LineIndex>);
+struct Sink<'i>(Vec<Issue>, &'i mut Option<crate::lua::LineIndex>);
 
-impl Sink {
+impl Sink<'_> {
     fn error(&mut self, at: Node, message: String) {
         self.0.push(Issue {
             offset: at.span.start as usize,
@@ -66,7 +66,16 @@ fn describe(kind: Kind) -> &'static str {
 /// Checks a parsed `GuildHelper.lua`. The document must have been parsed keeping
 /// [`super::KEEP_PATHS`] (or everything).
 pub fn check_guildhelper(doc: &Document<'_>) -> Vec<Issue> {
-    let mut sink = Sink(Vec::new(), None);
+    check_guildhelper_with(doc, &mut None)
+}
+
+/// [`check_guildhelper`], sharing the file's line index with the caller (built here on first
+/// use, when a message names a line; the caller can then place the issues with it).
+pub fn check_guildhelper_with(
+    doc: &Document<'_>,
+    index: &mut Option<crate::lua::LineIndex>,
+) -> Vec<Issue> {
+    let mut sink = Sink(Vec::new(), index);
     let Some(global) = doc.global(SAVED_VARIABLES) else {
         sink.0.push(Issue {
             offset: 0,
