@@ -21,7 +21,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use crate::model::json::{hex, unhex};
+use crate::model::json::{hex_into, unhex};
 use crate::model::tables::TableName;
 use crate::protocol::chunk::Chunks;
 use crate::protocol::session::{Role, SessionRecord, SessionState};
@@ -110,6 +110,8 @@ fn record_name(role: Role, sid: SessionId) -> String {
 pub struct FileStore {
     dir: PathBuf,
     appenders: HashMap<(SessionId, TableName), BufWriter<std::fs::File>>,
+    /// A journal line being made.
+    line: Vec<u8>,
 }
 
 impl FileStore {
@@ -118,6 +120,7 @@ impl FileStore {
         FileStore {
             dir: dir.to_path_buf(),
             appenders: HashMap::new(),
+            line: Vec::new(),
         }
     }
 
@@ -289,10 +292,14 @@ impl Store for FileStore {
         index: u32,
         payload: &[u8],
     ) -> Result<(), StoreError> {
-        let path = self.journal_dir(sid).join(format!("{table}.chunks"));
         let out = match self.appenders.entry((sid, table)) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
+                let path = self
+                    .dir
+                    .join("journal")
+                    .join(sid.to_string())
+                    .join(format!("{table}.chunks"));
                 let dir = path.parent().unwrap_or(Path::new("."));
                 std::fs::create_dir_all(dir).map_err(io(dir))?;
                 let f = std::fs::OpenOptions::new()
@@ -303,7 +310,23 @@ impl Store for FileStore {
                 v.insert(BufWriter::new(f))
             }
         };
-        writeln!(out, "{crc:08x} {index} {}", hex(payload)).map_err(io(&path))
+        // One line per chunk, written without building it as a string first.
+        let line = &mut self.line;
+        line.clear();
+        write!(line, "{crc:08x} {index} ").map_err(|source| StoreError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        hex_into(payload, line);
+        line.push(b'\n');
+        out.write_all(line).map_err(|source| StoreError::Io {
+            path: self
+                .dir
+                .join("journal")
+                .join(sid.to_string())
+                .join(format!("{table}.chunks")),
+            source,
+        })
     }
 
     fn journaled(

@@ -130,9 +130,12 @@ impl<'d, 'a> Merging<'d, 'a> {
 
     /// One of the target's records; `node`: where it is in the receiver's file, when it can
     /// stay as written there.
-    fn target(&mut self, part: Part, value: LuaValue, node: Option<Node>) {
+    /// Returns whether the record stays as it is, in its place.
+    fn target(&mut self, part: Part, value: LuaValue, node: Option<Node>) -> bool {
         let keep = node.filter(|_| !layout::converts(self.table, &value, self.layout));
+        let was = part.clone();
         let e = convert(self.table, Entry { part, value }, self.layout);
+        let stays = keep.is_some() && e.part == was;
         let id = identity(self.table, &e).filter(|_| matches!(e.value, LuaValue::Table(_)));
         let held = |value| match keep {
             Some(node) => Held::Kept(node),
@@ -158,13 +161,14 @@ impl<'d, 'a> Merging<'d, 'a> {
                 self.stamps[at] = stamp(self.table, &e.value);
                 self.slots[at].1 = held(e.value);
             }
-            return;
+            return false;
         }
         if let Some(id) = id {
             self.index.insert(id, self.slots.len());
         }
         self.stamps.push(stamp(self.table, &e.value));
         self.slots.push((e.part, held(e.value)));
+        stays
     }
 
     fn incoming(&mut self, e: Entry) {
@@ -375,22 +379,23 @@ pub fn merge_into_file_with<E>(
 ) -> Result<FileMerged, E> {
     let original = node.map(|n| doc.entries_of(n)).unwrap_or_default();
     let mut m = Merging::new(table, layout, Some(doc));
-    for (part, record) in split_parts(original.clone()) {
-        if let Ok(Some(value)) = doc.value(record) {
-            m.target(part, value, Some(record));
+    // Whether a record of the file does not stay as it is, where it is.
+    let mut moved = false;
+    for (part, record) in split_parts(original) {
+        match doc.value(record) {
+            Ok(Some(value)) => moved |= !m.target(part, value, Some(record)),
+            _ => moved = true,
         }
     }
     incoming(&mut |e| m.incoming(e))?;
     let entries = assemble_parts(m.slots);
-    // Unchanged: the same records (kept as they are) under the same keys.
-    let changed = node.is_none() || {
-        let was: HashMap<u32, &Key> = original.iter().map(|(k, n)| (n.span.start, k)).collect();
-        entries.len() != original.len()
-            || !entries.iter().all(|(key, held)| match held {
-                Held::Kept(n) => was.get(&n.span.start) == Some(&key),
-                Held::Value(_) => false,
-            })
-    };
+    // Unchanged: every record kept as it is, in its place (the array part keeps its numbers
+    // when no record of it moved or was dropped), and none added or replaced.
+    let changed = node.is_none()
+        || moved
+        || entries
+            .iter()
+            .any(|(_, held)| matches!(held, Held::Value(_)));
     Ok(FileMerged {
         entries,
         counts: m.counts,

@@ -681,13 +681,20 @@ fn nesting_over(bytes: &[u8], limit: u32) -> bool {
 
 /// Lowercase hex of bytes (also the chunk journal's encoding).
 pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    hex_into(bytes, &mut out);
+    // Hex digits are ASCII.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends the lowercase hex of `bytes`.
+pub(crate) fn hex_into(bytes: &[u8], out: &mut Vec<u8>) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
+    out.reserve(bytes.len() * 2);
     for &b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 15)] as char);
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 15)]);
     }
-    out
 }
 
 pub(crate) fn unhex(text: &str) -> Result<Vec<u8>, JsonError> {
