@@ -51,6 +51,9 @@ const WS: u8 = 1;
 const NAME_START: u8 = 2;
 const DIGIT: u8 = 4;
 const NEWLINE: u8 = 8;
+/// Bytes that end or interrupt a quoted string's plain text (either quote, a backslash, a
+/// line break).
+const STRING_STOP: u8 = 16;
 
 const fn classes() -> [u8; 256] {
     let mut t = [0u8; 256];
@@ -58,8 +61,11 @@ const fn classes() -> [u8; 256] {
     t[b'\t' as usize] = WS;
     t[0x0B] = WS;
     t[0x0C] = WS;
-    t[b'\n' as usize] = WS | NEWLINE;
-    t[b'\r' as usize] = WS | NEWLINE;
+    t[b'\n' as usize] = WS | NEWLINE | STRING_STOP;
+    t[b'\r' as usize] = WS | NEWLINE | STRING_STOP;
+    t[b'"' as usize] = STRING_STOP;
+    t[b'\'' as usize] = STRING_STOP;
+    t[b'\\' as usize] = STRING_STOP;
     let mut c = b'a';
     while c <= b'z' {
         t[c as usize] = NAME_START;
@@ -342,14 +348,8 @@ impl<'a> Lexer<'a> {
         let mut escaped = false;
         let mut hash = StringHash::default();
         loop {
-            // Jump over plain text to the next byte that ends or interrupts it.
-            let rest = &src[i..];
-            let stop = memchr::memchr3(quote, b'\\', b'\n', rest);
-            let end = stop.map_or(src.len(), |n| i + n);
-            if let Some(cr) = self.cr_within(i, end) {
-                return Err(raw_line_break(cr, b'\r'));
-            }
-            let Some(n) = stop else {
+            // The next byte that ends or interrupts the plain text.
+            let Some(stop) = self.next_stop(i, quote)? else {
                 return Err(ParseError::new(
                     start,
                     ErrorCode::UnfinishedString,
@@ -357,8 +357,8 @@ impl<'a> Lexer<'a> {
                      (it may have been cut off while the game was saving)",
                 ));
             };
-            hash.write(&rest[..n]);
-            i += n;
+            hash.write(&src[i..stop]);
+            i = stop;
             match src[i] {
                 b'\n' => return Err(raw_line_break(i, b'\n')),
                 b'\\' => {
@@ -412,6 +412,31 @@ impl<'a> Lexer<'a> {
                 }
             }
         }
+    }
+
+    /// The first byte at or after `i` that ends or interrupts a quoted string's plain text:
+    /// its quote, a backslash or a line break (a raw CR is an error). `None`: the file ends
+    /// first. Most strings are short: their first bytes are looked at one by one, and `memchr`
+    /// takes over for longer ones.
+    fn next_stop(&mut self, i: usize, quote: u8) -> Result<Option<usize>, ParseError> {
+        let src = self.src;
+        let short = (i + 24).min(src.len());
+        for (j, &b) in src[i..short].iter().enumerate() {
+            if is(b, STRING_STOP) {
+                match b {
+                    b'\r' => return Err(raw_line_break(i + j, b'\r')),
+                    b'\\' | b'\n' => return Ok(Some(i + j)),
+                    _ if b == quote => return Ok(Some(i + j)),
+                    // The other quote is plain text.
+                    _ => {}
+                }
+            }
+        }
+        let stop = memchr::memchr3(quote, b'\\', b'\n', &src[short..]).map(|n| short + n);
+        if let Some(cr) = self.cr_within(short, stop.unwrap_or(src.len())) {
+            return Err(raw_line_break(cr, b'\r'));
+        }
+        Ok(stop)
     }
 
     /// The first raw CR in `from..to`, if any. A raw CR is rare inside strings (and absent from
