@@ -106,6 +106,10 @@ fn record_name(role: Role, sid: SessionId) -> String {
     }
 }
 
+/// How much of a table's journal is kept in memory before it is written (journal appends reach
+/// the OS when the receiver replies, or when this fills).
+const JOURNAL_BUFFER: usize = 256 * 1024;
+
 /// The state folder.
 pub struct FileStore {
     dir: PathBuf,
@@ -307,7 +311,7 @@ impl Store for FileStore {
                     .append(true)
                     .open(&path)
                     .map_err(io(&path))?;
-                v.insert(BufWriter::new(f))
+                v.insert(BufWriter::with_capacity(JOURNAL_BUFFER, f))
             }
         };
         // One line per chunk, written without building it as a string first.
