@@ -116,7 +116,7 @@ impl<'d, 'a> Merging<'d, 'a> {
         }
     }
 
-    /// A record's value: a kept record is read from the file again (it read before).
+    /// A record's value: a kept record is read from the file again (it was read before).
     fn load<'h>(&self, held: &'h Held) -> Cow<'h, LuaValue> {
         match held {
             Held::Value(v) => Cow::Borrowed(v),
@@ -129,8 +129,7 @@ impl<'d, 'a> Merging<'d, 'a> {
     }
 
     /// One of the target's records; `node`: where it is in the receiver's file, when it can
-    /// stay as written there.
-    /// Returns whether the record stays as it is, in its place.
+    /// stay as written there. Returns whether the record stays as it is, in its place.
     fn target(&mut self, part: Part, value: LuaValue, node: Option<Node>) -> bool {
         let keep = node.filter(|_| !layout::converts(self.table, &value, self.layout));
         let was = part.clone();
