@@ -40,6 +40,10 @@ const IMPLS: &[(&str, &str)] = &[
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--generate") {
+        generate_child(&args[2], &args[3], Path::new(&args[4]));
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("--child") {
         child(&args[2], Path::new(&args[3]), args[4].parse().unwrap_or(3));
         return;
@@ -178,11 +182,35 @@ fn generate(dir: &Path, mb: usize, layout: Layout) -> PathBuf {
     let folder = dir.join(format!("{mb}mb-{tag}"));
     let file = folder.join("GuildHelper.lua");
     if !file.exists() {
+        // In a child process: children spawned later (by vfork) start with this process's
+        // peak memory as theirs, so this process must stay small.
         std::fs::create_dir_all(&folder).expect("create bench-data folder");
-        let bytes = svsync::synthetic::guildhelper_file(mb * 1_000_000, layout);
-        std::fs::write(&file, bytes).expect("write bench file");
+        let exe = std::env::current_exe().expect("the benchmark's own path");
+        let ok = Command::new(exe)
+            .args(["--generate", &mb.to_string(), tag])
+            .arg(&file)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "could not generate {}", file.display());
     }
     file
+}
+
+/// Child process: writes one generated file (see [`generate`]).
+fn generate_child(mb: &str, tag: &str, file: &Path) {
+    let layout = match tag {
+        "tabs" => Layout {
+            indent: Indent::Tabs,
+            line_ending: LineEnding::Lf,
+        },
+        _ => Layout {
+            indent: Indent::Flat,
+            line_ending: LineEnding::CrLf,
+        },
+    };
+    let mb: usize = mb.parse().unwrap_or(1);
+    let bytes = svsync::synthetic::guildhelper_file(mb * 1_000_000, layout);
+    std::fs::write(file, bytes).expect("write bench file");
 }
 
 fn measure(imp: &str, file: &Path, runs: usize) -> Option<Measured> {
