@@ -43,6 +43,16 @@ pub enum StoreError {
     Crashed,
 }
 
+/// A session's journal folder in the state folder `dir`.
+fn journal_dir(dir: &Path, sid: SessionId) -> PathBuf {
+    dir.join("journal").join(sid.to_string())
+}
+
+/// The journal of one table's chunks.
+fn journal_file(dir: &Path, sid: SessionId, table: TableName) -> PathBuf {
+    journal_dir(dir, sid).join(format!("{table}.chunks"))
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
@@ -137,7 +147,7 @@ impl FileStore {
     }
 
     fn journal_dir(&self, sid: SessionId) -> PathBuf {
-        self.dir.join("journal").join(sid.to_string())
+        journal_dir(&self.dir, sid)
     }
 
     /// Clears every session and the journal. Works whatever state the files are in.
@@ -184,7 +194,7 @@ impl FileStore {
 
     /// How many chunks are journaled for a table (progress of a transfer, for `sessions list`).
     pub fn journaled_count(&self, sid: SessionId, table: TableName) -> u32 {
-        std::fs::read(self.journal_dir(sid).join(format!("{table}.chunks")))
+        std::fs::read(journal_file(&self.dir, sid, table))
             .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count() as u32)
     }
 
@@ -299,11 +309,7 @@ impl Store for FileStore {
         let out = match self.appenders.entry((sid, table)) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                let path = self
-                    .dir
-                    .join("journal")
-                    .join(sid.to_string())
-                    .join(format!("{table}.chunks"));
+                let path = journal_file(&self.dir, sid, table);
                 let dir = path.parent().unwrap_or(Path::new("."));
                 std::fs::create_dir_all(dir).map_err(io(dir))?;
                 let f = std::fs::OpenOptions::new()
@@ -317,20 +323,11 @@ impl Store for FileStore {
         // One line per chunk, written without building it as a string first.
         let line = &mut self.line;
         line.clear();
-        write!(line, "{crc:08x} {index} ").map_err(|source| StoreError::Io {
-            path: self.dir.clone(),
-            source,
-        })?;
+        line.extend_from_slice(format!("{crc:08x} {index} ").as_bytes());
         hex_into(payload, line);
         line.push(b'\n');
-        out.write_all(line).map_err(|source| StoreError::Io {
-            path: self
-                .dir
-                .join("journal")
-                .join(sid.to_string())
-                .join(format!("{table}.chunks")),
-            source,
-        })
+        out.write_all(line)
+            .map_err(io(&journal_file(&self.dir, sid, table)))
     }
 
     fn journaled(
@@ -342,7 +339,7 @@ impl Store for FileStore {
         if let Some(w) = self.appenders.get_mut(&(sid, table)) {
             let _ = w.flush();
         }
-        let path = self.journal_dir(sid).join(format!("{table}.chunks"));
+        let path = journal_file(&self.dir, sid, table);
         let text = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -425,14 +422,8 @@ impl Store for FileStore {
 
     fn flush(&mut self) -> Result<(), StoreError> {
         for ((sid, table), w) in &mut self.appenders {
-            w.flush().map_err(|source| StoreError::Io {
-                path: self
-                    .dir
-                    .join("journal")
-                    .join(sid.to_string())
-                    .join(format!("{table}.chunks")),
-                source,
-            })?;
+            w.flush()
+                .map_err(io(&journal_file(&self.dir, *sid, *table)))?;
         }
         Ok(())
     }

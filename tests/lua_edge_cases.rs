@@ -353,6 +353,15 @@ fn value() -> impl Strategy<Value = LuaValue> {
     })
 }
 
+/// A runner of `cases` random cases that keeps no regression file.
+fn runner(cases: u32) -> TestRunner {
+    TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    })
+}
+
 fn render(v: &LuaValue, choices: &[u8]) -> Vec<u8> {
     let mut r = Render {
         choices,
@@ -371,11 +380,7 @@ fn render(v: &LuaValue, choices: &[u8]) -> Vec<u8> {
 
 #[test]
 fn random_syntax_reads_as_lua51_loads_it() {
-    let mut runner = TestRunner::new(Config {
-        cases: 600,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = runner(600);
     let strategy = (value(), prop::collection::vec(any::<u8>(), 1..64));
     runner
         .run(&strategy, |(v, choices)| {
@@ -393,11 +398,7 @@ fn random_syntax_reads_as_lua51_loads_it() {
 
 #[test]
 fn corrupted_random_syntax_gets_lua51_verdict() {
-    let mut runner = TestRunner::new(Config {
-        cases: 1500,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = runner(1500);
     let strategy = (
         value(),
         prop::collection::vec(any::<u8>(), 1..64),
@@ -451,11 +452,7 @@ fn corrupted_random_syntax_gets_lua51_verdict() {
 #[test]
 fn random_values_cross_the_json_payload_unchanged() {
     use svsync::model::json::{from_json_bytes, to_json_bytes};
-    let mut runner = TestRunner::new(Config {
-        cases: 600,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = runner(600);
     runner
         .run(&value(), |v| {
             let bytes = to_json_bytes(&v).map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -474,11 +471,7 @@ fn random_values_cross_the_json_payload_unchanged() {
 /// (repeated keys, nils and array batches included).
 #[test]
 fn matching_a_node_agrees_with_building_its_value() {
-    let mut runner = TestRunner::new(Config {
-        cases: 600,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = runner(600);
     let strategy = (value(), value(), prop::collection::vec(any::<u8>(), 1..64));
     runner
         .run(&strategy, |(v, other, choices)| {
@@ -547,11 +540,7 @@ fn mutate(v: &LuaValue, choices: &[u8]) -> LuaValue {
 #[test]
 fn payloads_from_the_tree_equal_payloads_from_values() {
     use svsync::model::json::{node_to_json_bytes, to_json_bytes};
-    let mut runner = TestRunner::new(Config {
-        cases: 600,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = runner(600);
     let strategy = (value(), prop::collection::vec(any::<u8>(), 1..64));
     runner
         .run(&strategy, |(v, choices)| {

@@ -23,6 +23,9 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use svsync::lua::{Indent, Layout, LineEnding};
+
+#[path = "../common/lua51.rs"]
+mod lua51;
 use svsync::synthetic::Spec;
 
 /// One run of one contender.
@@ -344,108 +347,91 @@ fn rows(options: &Options) -> Vec<Row> {
             },
         });
     }
-    if wanted("merge2k") {
-        let from = file(
-            "pair2k-from",
+    let flat = Layout {
+        indent: Indent::Flat,
+        line_ending: LineEnding::CrLf,
+    };
+    // (key, what, FROM, TO, peak against both files (else TO), max ratio, max peak, goal)
+    let merges = [
+        (
+            "merge2k",
+            "2,000-member pair",
             Spec {
                 seed: 1,
                 ..Spec::new(1_300_000, tabs())
             },
-        );
-        let to = file(
-            "pair2k-to",
             Spec {
                 seed: 2,
                 ..Spec::new(1_400_000, tabs())
             },
-        );
-        let mut contenders = merge_contenders(options, "merge2k", &from, &to);
-        contenders.extend(references(&[&from, &to]));
-        rows.push(Row {
-            key: "merge2k",
-            title: format!(
-                "`merge --output`, 2,000-member pair ({:.1} + {:.1} MB)",
-                size(&from) as f64 / 1e6,
-                size(&to) as f64 / 1e6
-            ),
-            contenders,
-            memory_base: (size(&from) + size(&to), "the two files"),
-            goal: Goal {
-                against: "Lua 5.1",
-                max_ratio: 2.0,
-                max_peak: Some(5.0),
-                text: "<= 2x Lua loading both; peak <= 5x the two files",
-            },
-        });
-    }
-    if wanted("merge20") {
-        let from = file(
-            "pair20-from",
+            true,
+            2.0,
+            5.0,
+            "<= 2x Lua loading both; peak <= 5x the two files",
+        ),
+        (
+            "merge20",
+            "20 MB -> 20 MB, TO has a remote roster",
             Spec {
                 seed: 3,
                 ..Spec::new(20_000_000, tabs())
             },
-        );
-        let to = file(
-            "pair20-to",
             Spec {
                 seed: 4,
                 remote_members: 2000,
-                layout: Layout {
-                    indent: Indent::Flat,
-                    line_ending: LineEnding::CrLf,
-                },
+                layout: flat,
                 ..Spec::new(20_000_000, tabs())
             },
-        );
-        let mut contenders = merge_contenders(options, "merge20", &from, &to);
-        contenders.extend(references(&[&from, &to]));
-        rows.push(Row {
-            key: "merge20",
-            title: "`merge --output`, 20 MB -> 20 MB, TO has a remote roster".to_owned(),
-            contenders,
-            memory_base: (size(&to), "TO"),
-            goal: Goal {
-                against: "Lua 5.1",
-                max_ratio: 0.7,
-                max_peak: Some(3.0),
-                text: "<= 0.7x Lua loading both; peak <= 3x TO",
-            },
-        });
-    }
-    if wanted("merge100k") {
-        let from = file(
-            "roster100k-from",
+            false,
+            0.7,
+            3.0,
+            "<= 0.7x Lua loading both; peak <= 3x TO",
+        ),
+        (
+            "merge100k",
+            "100,000-member rosters",
             Spec {
                 seed: 5,
                 members: 100_000,
                 ..Spec::new(0, tabs())
             },
-        );
-        let to = file(
-            "roster100k-to",
             Spec {
                 seed: 6,
                 remote_members: 100_000,
                 ..Spec::new(0, tabs())
             },
-        );
-        let mut contenders = merge_contenders(options, "merge100k", &from, &to);
+            false,
+            2.0,
+            4.0,
+            "<= 2x Lua loading both; peak <= 4x TO",
+        ),
+    ];
+    for (key, what, from, to, both, max_ratio, max_peak, text) in merges {
+        if !wanted(key) {
+            continue;
+        }
+        let from = file(&format!("{key}-from"), from);
+        let to = file(&format!("{key}-to"), to);
+        let mut contenders = merge_contenders(options, key, &from, &to);
         contenders.extend(references(&[&from, &to]));
         rows.push(Row {
-            key: "merge100k",
+            key,
             title: format!(
-                "`merge --output`, 100,000-member rosters ({:.0} + {:.0} MB)",
+                "`merge --output`, {what} ({:.1} + {:.1} MB)",
                 size(&from) as f64 / 1e6,
                 size(&to) as f64 / 1e6
             ),
             contenders,
-            memory_base: (size(&to), "TO"),
+            memory_base: if both {
+                (size(&from) + size(&to), "the two files")
+            } else {
+                (size(&to), "TO")
+            },
             goal: Goal {
                 against: "Lua 5.1",
-                max_ratio: 2.0,
-                max_peak: Some(4.0),
-                text: "<= 2x Lua loading both; peak <= 4x TO",
+                max_ratio,
+                max_peak: Some(max_peak),
+                text,
             },
         });
     }
@@ -786,17 +772,7 @@ fn syscalls(rounds: usize) -> String {
 /// Lua 5.1.5 built in: `dofile` of each file in turn, each in an empty environment.
 fn lua_child(files: &[String]) -> bool {
     let lua = mlua::Lua::new();
-    files.iter().all(|f| {
-        let Ok(bytes) = std::fs::read(f) else {
-            return false;
-        };
-        let Ok(env) = lua.create_table() else {
-            return false;
-        };
-        lua.load(bytes)
-            .set_mode(mlua::chunk::ChunkMode::Text)
-            .set_environment(env)
-            .exec()
-            .is_ok()
-    })
+    files
+        .iter()
+        .all(|f| std::fs::read(f).is_ok_and(|bytes| lua51::load(&lua, &bytes)))
 }

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use svsync::lua::{Indent, Keep, Layout, Limits, LineEnding, ParseOptions, parse_with};
 
+#[path = "../common/lua51.rs"]
+mod lua51;
+
 const IMPLS: &[(&str, &str)] = &[
     (
         "svsync validate",
@@ -323,15 +326,7 @@ fn child(imp: &str, file: &Path, runs: usize) {
 }
 
 fn lua51(bytes: &[u8]) -> bool {
-    let lua = mlua::Lua::new();
-    let Ok(env) = lua.create_table() else {
-        return false;
-    };
-    lua.load(bytes)
-        .set_mode(mlua::chunk::ChunkMode::Text)
-        .set_environment(env)
-        .exec()
-        .is_ok()
+    lua51::load(&mlua::Lua::new(), bytes)
 }
 
 fn full_moon_parse(bytes: &[u8]) -> bool {

@@ -460,7 +460,7 @@ impl Document<'_> {
     }
 
     /// [`Document::matches`] for a table.
-    pub fn table_matches(&self, node: Node, table: &Table) -> bool {
+    fn table_matches(&self, node: Node, table: &Table) -> bool {
         if !matches!(node.kind, Kind::Table { .. }) {
             return false;
         }

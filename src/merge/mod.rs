@@ -136,6 +136,7 @@ impl<'d, 'a> Merging<'d, 'a> {
         let e = convert(self.table, Entry { part, value }, self.layout);
         let stays = keep.is_some() && e.part == was;
         let id = identity(self.table, &e).filter(|_| matches!(e.value, LuaValue::Table(_)));
+        let e_stamp = stamp(self.table, &e.value);
         let held = |value| match keep {
             Some(node) => Held::Kept(node),
             None => Held::Value(value),
@@ -150,6 +151,7 @@ impl<'d, 'a> Merging<'d, 'a> {
                 self.stamps[at],
                 || self.load(&self.slots[at].1),
                 &e.value,
+                e_stamp,
             );
             let wins = match verdict {
                 Verdict::Replace => true,
@@ -157,7 +159,7 @@ impl<'d, 'a> Merging<'d, 'a> {
                 _ => false,
             };
             if wins {
-                self.stamps[at] = stamp(self.table, &e.value);
+                self.stamps[at] = e_stamp;
                 self.slots[at].1 = held(e.value);
             }
             return false;
@@ -165,7 +167,7 @@ impl<'d, 'a> Merging<'d, 'a> {
         if let Some(id) = id {
             self.index.insert(id, self.slots.len());
         }
-        self.stamps.push(stamp(self.table, &e.value));
+        self.stamps.push(e_stamp);
         self.slots.push((e.part, held(e.value)));
         stays
     }
@@ -180,10 +182,11 @@ impl<'d, 'a> Merging<'d, 'a> {
                 return;
             }
         };
+        let incoming_stamp = stamp(self.table, &e.value);
         let Some(&at) = self.index.get(&id) else {
             self.counts.added += 1;
             self.index.insert(id, self.slots.len());
-            self.stamps.push(stamp(self.table, &e.value));
+            self.stamps.push(incoming_stamp);
             self.slots.push((e.part, Held::Value(e.value)));
             return;
         };
@@ -192,8 +195,8 @@ impl<'d, 'a> Merging<'d, 'a> {
             self.stamps[at],
             || self.load(&self.slots[at].1),
             &e.value,
+            incoming_stamp,
         );
-        let incoming_stamp = stamp(self.table, &e.value);
         let counts = &mut self.counts;
         let slot = &mut self.slots[at].1;
         match verdict {
@@ -246,15 +249,17 @@ enum Verdict {
     Skip,
 }
 
-/// The verdict on an incoming record against the target's, whose stamp is `target_stamp`;
-/// the target's value (`target`) is only needed, and made, when the stamps do not decide.
+/// The verdict on an incoming record (with its stamp) against the target's, whose stamp is
+/// `target_stamp`; the target's value (`target`) is only needed, and made, when the stamps do
+/// not decide.
 fn judge_by<'t>(
     table: TableName,
     target_stamp: Option<u64>,
     target: impl FnOnce() -> Cow<'t, LuaValue>,
     incoming: &LuaValue,
+    incoming_stamp: Option<u64>,
 ) -> Verdict {
-    match (target_stamp, stamp(table, incoming)) {
+    match (target_stamp, incoming_stamp) {
         (Some(t), Some(i)) if i > t => Verdict::Replace,
         (Some(t), Some(i)) if i < t => Verdict::KeepNewer,
         (Some(_), Some(_)) => {

@@ -72,16 +72,12 @@ impl TargetFile {
         let file = ParsedFile::parse(bytes, &parse_options())?;
         let doc = file.doc();
         // The same checks as reading the whole target table, without keeping it.
-        shared_node(doc, target.key())?;
+        let target_node = shared_node(doc, target.key())?;
         let mut own = [None; 5];
         // The receiver's own sharedData decides the layouts; without one, the target's.
         let own_node = match target {
-            Target::SharedDataRemote => shared_node(doc, SHARED_DATA)?,
-            Target::SharedData => None,
-        };
-        let own_node = match own_node {
-            Some(node) => Some(node),
-            None => shared_node(doc, target.key())?,
+            Target::SharedDataRemote => shared_node(doc, SHARED_DATA)?.or(target_node),
+            Target::SharedData => target_node,
         };
         for name in TableName::ALL {
             // Records are built one at a time, until the first envelope.

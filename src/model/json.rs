@@ -310,14 +310,17 @@ fn encode_plain_table(
     Ok(true)
 }
 
-/// The JSON object key of a string key (see [`encode_key`]), written without a copy.
+/// The JSON object key of a string key (see [`encode_key`]), written.
 fn write_str_key(key: &[u8], out: &mut Vec<u8>) -> Result<(), JsonError> {
+    write_str(&str_key_text(key), out)
+}
+
+/// The JSON object key of a string key: itself (borrowed) unless it must be escaped.
+fn str_key_text(key: &[u8]) -> std::borrow::Cow<'_, str> {
     match std::str::from_utf8(key) {
-        Ok(text) if text.starts_with('$') || text.starts_with('#') => {
-            write_str(&format!("${text}"), out)
-        }
-        Ok(text) => write_str(text, out),
-        Err(_) => write_str(&format!("$x{}", hex(key)), out),
+        Ok(text) if text.starts_with('$') || text.starts_with('#') => format!("${text}").into(),
+        Ok(text) => text.into(),
+        Err(_) => format!("$x{}", hex(key)).into(),
     }
 }
 
@@ -605,11 +608,7 @@ impl<'de> serde::de::Visitor<'de> for Decode {
 /// The JSON object key of a Lua key.
 pub fn encode_key(key: &Key) -> Result<String, JsonError> {
     Ok(match key {
-        Key::Str(s) => match std::str::from_utf8(s) {
-            Ok(text) if text.starts_with('$') || text.starts_with('#') => format!("${text}"),
-            Ok(text) => text.to_string(),
-            Err(_) => format!("$x{}", hex(s)),
-        },
+        Key::Str(s) => str_key_text(s).into_owned(),
         Key::Num(n) => format!("#{}", number_text(n)?),
         Key::Bool(b) => format!("#{b}"),
     })

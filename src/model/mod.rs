@@ -123,20 +123,11 @@ pub fn shared_table(
     doc: &crate::lua::Document<'_>,
     name: &str,
 ) -> Result<Option<crate::lua::Table>, ModelError> {
-    let global = doc
-        .global(SAVED_VARIABLES)
-        .ok_or(ModelError::NoSavedVariables)?;
-    if !doc.is_table(global.value) {
-        return Err(ModelError::NotATable(SAVED_VARIABLES.to_string()));
-    }
-    let Some(field) = doc.get(global.value, name.as_bytes()) else {
+    let Some(node) = shared_node(doc, name)? else {
         return Ok(None);
     };
-    let path = format!("{SAVED_VARIABLES}.{name}");
-    match doc.value(field.value) {
+    match doc.value(node) {
         Ok(Some(crate::lua::LuaValue::Table(t))) => Ok(Some(t)),
-        Ok(None) => Ok(None),
-        Ok(Some(_)) => Err(ModelError::NotATable(path)),
-        Err(_) => Err(ModelError::NotKept(path)),
+        _ => Err(ModelError::NotKept(format!("{SAVED_VARIABLES}.{name}"))),
     }
 }
