@@ -104,6 +104,26 @@ pub fn converts(table: TableName, value: &LuaValue, layout: Layout) -> bool {
     )
 }
 
+/// Whether a record of this shape, under this part, is already what [`convert`] makes of it:
+/// in the layout, and staying under the same part. (Records for which this is false may still
+/// convert to themselves; they are then only read as values.)
+pub fn stays_in_place(table: TableName, part: &Part, shape: RecordShape, layout: Layout) -> bool {
+    let is_setup_key =
+        |k: &Key, name: &str| table == TableName::Setup && k.as_str() == Some(name.as_bytes());
+    match (layout, shape, part) {
+        (Layout::Current, RecordShape::Envelope, Part::Keyed(k)) => {
+            !is_setup_key(k, LINKED_GUILD_GROUPS)
+        }
+        // A post in the array part moves under its id.
+        (Layout::Current, RecordShape::Envelope, Part::Array) => !table.is_posts(),
+        (Layout::Older, RecordShape::Flat, Part::Keyed(k)) => {
+            !table.is_posts() && !is_setup_key(k, SETUP_ID)
+        }
+        (Layout::Older, RecordShape::Flat, Part::Array) => true,
+        _ => false,
+    }
+}
+
 pub fn convert(table: TableName, entry: Entry, layout: Layout) -> Entry {
     let Entry { part, value } = entry;
     let LuaValue::Table(record) = value else {
@@ -283,6 +303,49 @@ mod tests {
 
     fn t(entries: &[(&str, LuaValue)]) -> Table {
         Table::from_entries(entries.iter().map(|(k, v)| (Key::str(k), v.clone())))
+    }
+
+    /// `stays_in_place` promises what `convert` would do: nothing, in the same place.
+    #[test]
+    fn a_record_that_stays_in_place_converts_to_itself() {
+        let flat = t(&[
+            ("id", s("20240101000000001")),
+            ("lastUpdated", s("20240101000000")),
+        ]);
+        let envelope = t(&[
+            ("id", s("20240101000000001")),
+            ("data", LuaValue::Table(flat.clone())),
+        ]);
+        let parts = [
+            Part::Array,
+            Part::Keyed(Key::str("20240101000000001")),
+            Part::Keyed(Key::str(SETUP_ID)),
+            Part::Keyed(Key::str(LINKED_GUILD_GROUPS)),
+        ];
+        let mut stayed = 0;
+        for table in TableName::ALL {
+            for layout in [Layout::Current, Layout::Older] {
+                for record in [&flat, &envelope] {
+                    for part in &parts {
+                        let shape = Record::new(table, record).shape();
+                        if !stays_in_place(table, part, shape, layout) {
+                            continue;
+                        }
+                        stayed += 1;
+                        let value = LuaValue::Table(record.clone());
+                        assert!(!converts(table, &value, layout), "{table:?} {layout:?}");
+                        let entry = Entry {
+                            part: part.clone(),
+                            value: value.clone(),
+                        };
+                        let e = convert(table, entry, layout);
+                        assert_eq!((&e.part, &e.value), (part, &value), "{table:?} {layout:?}");
+                    }
+                }
+            }
+        }
+        // Both layouts, several parts, every table.
+        assert!(stayed >= 20, "{stayed}");
     }
 
     fn flat_roster() -> Table {

@@ -24,10 +24,10 @@ pub mod layout;
 mod target;
 pub use target::{FinishError, Finished, OpenError, TargetFile};
 
-use crate::lua::{Document, Key, KeyPath, LuaValue, Node, SpliceError, Splicer, Table};
+use crate::lua::{Document, Key, KeyPath, Kind, LuaValue, Node, SpliceError, Splicer, Table};
 use crate::model::tables::{
-    Entry, Part, Record, TableName, assemble, assemble_parts, into_entries, key_identity,
-    split_parts,
+    Entry, NodeFields, Part, Record, TableName, assemble, assemble_parts, id_of, into_entries,
+    key_identity, shape_of, split_parts, stamp_of,
 };
 use crate::model::{SAVED_VARIABLES, Target};
 
@@ -136,22 +136,51 @@ impl<'d, 'a> Merging<'d, 'a> {
         let e = convert(self.table, Entry { part, value }, self.layout);
         let stays = keep.is_some() && e.part == was;
         let id = identity(self.table, &e).filter(|_| matches!(e.value, LuaValue::Table(_)));
-        let e_stamp = stamp(self.table, &e.value);
-        let held = |value| match keep {
+        let stamp = stamp(self.table, &e.value);
+        let held = match keep {
             Some(node) => Held::Kept(node),
-            None => Held::Value(value),
+            None => Held::Value(e.value),
         };
+        self.place_target(e.part, held, id, stamp) && stays
+    }
+
+    /// A record of the file that is already in the layout, in its place: its identity and
+    /// stamp are read from the tree and it stays a span (no value is built). `Err` gives the
+    /// part back when the record must go through [`Merging::target`].
+    fn target_in_place(&mut self, part: Part, node: Node) -> Result<bool, Part> {
+        let Some(doc) = self.doc.filter(|_| matches!(node.kind, Kind::Table { .. })) else {
+            return Err(part);
+        };
+        let fields = NodeFields { doc, node };
+        if !layout::stays_in_place(self.table, &part, shape_of(fields), self.layout) {
+            return Err(part);
+        }
+        let id = match &part {
+            Part::Keyed(k) => key_identity(k),
+            Part::Array => id_of(self.table, fields),
+        };
+        Ok(self.place_target(part, Held::Kept(node), id, stamp_of(fields)))
+    }
+
+    /// Places a target record; a second record with an id already placed is a duplicate: the
+    /// copy the rules prefer stays. Returns false for a dropped duplicate.
+    fn place_target(
+        &mut self,
+        part: Part,
+        held: Held,
+        id: Option<Vec<u8>>,
+        stamp: Option<u64>,
+    ) -> bool {
         if let Some(id) = &id
             && let Some(&at) = self.index.get(id)
         {
-            // A duplicate in the target: one copy stays, the one the rules prefer.
             self.duplicates += 1;
             let verdict = judge_by(
                 self.table,
                 self.stamps[at],
                 || self.load(&self.slots[at].1),
-                &e.value,
-                e_stamp,
+                &self.load(&held),
+                stamp,
             );
             let wins = match verdict {
                 Verdict::Replace => true,
@@ -159,17 +188,17 @@ impl<'d, 'a> Merging<'d, 'a> {
                 _ => false,
             };
             if wins {
-                self.stamps[at] = e_stamp;
-                self.slots[at].1 = held(e.value);
+                self.stamps[at] = stamp;
+                self.slots[at].1 = held;
             }
             return false;
         }
         if let Some(id) = id {
             self.index.insert(id, self.slots.len());
         }
-        self.stamps.push(e_stamp);
-        self.slots.push((e.part, held(e.value)));
-        stays
+        self.stamps.push(stamp);
+        self.slots.push((part, held));
+        true
     }
 
     fn incoming(&mut self, e: Entry) {
@@ -386,6 +415,13 @@ pub fn merge_into_file_with<E>(
     // Whether a record of the file does not stay as it is, where it is.
     let mut moved = false;
     for (part, record) in split_parts(original) {
+        let part = match m.target_in_place(part, record) {
+            Ok(stays) => {
+                moved |= !stays;
+                continue;
+            }
+            Err(part) => part,
+        };
         match doc.value(record) {
             Ok(Some(value)) => moved |= !m.target(part, value, Some(record)),
             _ => moved = true,

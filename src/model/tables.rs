@@ -6,11 +6,12 @@
 //! its identity, its version stamp and whether it is deleted. Containers keep which entries sat
 //! in the array part and which were keyed.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::lua::{Key, LuaValue, Table, format_number};
+use crate::lua::{Document, Key, Kind, LuaValue, Node, Number, Table, format_number};
 
 /// One of the synced tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -197,11 +198,7 @@ impl<'t> Record<'t> {
     }
 
     pub fn shape(&self) -> RecordShape {
-        if matches!(self.fields.get_str("data"), Some(LuaValue::Table(_))) {
-            RecordShape::Envelope
-        } else {
-            RecordShape::Flat
-        }
+        shape_of(self.fields)
     }
 
     /// The `data` table of an envelope.
@@ -213,36 +210,15 @@ impl<'t> Record<'t> {
         self.fields.get_str(name)
     }
 
-    /// A field of the record, or of its `data` table.
-    fn field_or_data(&self, name: &str) -> Option<&'t LuaValue> {
-        self.field(name)
-            .or_else(|| self.data().and_then(|d| d.get_str(name)))
-    }
-
     /// The `id` the record carries (for an array item, its identity).
     pub fn id_field(&self) -> Option<Vec<u8>> {
-        let id = self.field("id").and_then(identity_text);
-        match self.table {
-            TableName::Roster => id
-                .or_else(|| self.field("pt_name").and_then(identity_text))
-                .or_else(|| {
-                    self.data()
-                        .and_then(|d| d.get_str("name"))
-                        .and_then(identity_text)
-                }),
-            _ => id,
-        }
+        id_of(self.table, self.fields)
     }
 
     /// The version stamp: `lastUpdated` if it is a valid 14-digit stamp, otherwise `date` (or
     /// `data.date`) normalized to 14 digits.
     pub fn stamp(&self) -> Option<u64> {
-        if let Some(s) = self.field("lastUpdated").and_then(stamp_of_last_updated) {
-            return Some(s);
-        }
-        self.field_or_data("date")
-            .and_then(LuaValue::as_str)
-            .and_then(stamp_of_date)
+        stamp_of(self.fields)
     }
 
     pub fn deleted(&self) -> bool {
@@ -262,6 +238,106 @@ impl<'t> Record<'t> {
     pub fn table_type(&self) -> Option<&'t LuaValue> {
         self.field("tableType")
     }
+}
+
+/// A field of a record as the merge reads it: scalars, or the record's `data` table.
+pub enum FieldView<'a, F> {
+    Str(Cow<'a, [u8]>),
+    Num(f64),
+    Table(F),
+    Other,
+}
+
+/// The fields of a record, read from a value or straight from the file's syntax tree (so a
+/// record that stays as the file has it is never built as a value). Identity, stamp and shape
+/// are worked out once, here, for both.
+pub trait RecordFields<'a>: Copy {
+    /// The field under a string key (the last one, as Lua reads a constructor).
+    fn field(self, name: &str) -> Option<FieldView<'a, Self>>;
+}
+
+impl<'t> RecordFields<'t> for &'t Table {
+    fn field(self, name: &str) -> Option<FieldView<'t, Self>> {
+        Some(match self.get_str(name)? {
+            LuaValue::Str(s) => FieldView::Str(Cow::Borrowed(s)),
+            LuaValue::Number(n) => FieldView::Num(n.value()),
+            LuaValue::Table(t) => FieldView::Table(t),
+            _ => FieldView::Other,
+        })
+    }
+}
+
+/// A record of the file: a table node of a document.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeFields<'d, 'a> {
+    pub doc: &'d Document<'a>,
+    pub node: Node,
+}
+
+impl<'d, 'a> RecordFields<'a> for NodeFields<'d, 'a> {
+    fn field(self, name: &str) -> Option<FieldView<'a, Self>> {
+        let value = self.doc.get(self.node, name.as_bytes())?.value;
+        Some(match value.kind {
+            Kind::Str { .. } => FieldView::Str(self.doc.string(value)?),
+            Kind::Number { .. } => FieldView::Num(self.doc.number(value)?),
+            Kind::Table { .. } => FieldView::Table(NodeFields {
+                doc: self.doc,
+                node: value,
+            }),
+            _ => FieldView::Other,
+        })
+    }
+}
+
+/// Envelope when the record has a `data` table.
+pub fn shape_of<'a>(fields: impl RecordFields<'a>) -> RecordShape {
+    match fields.field("data") {
+        Some(FieldView::Table(_)) => RecordShape::Envelope,
+        _ => RecordShape::Flat,
+    }
+}
+
+/// A field of the record, or of its `data` table.
+fn field_or_data<'a, F: RecordFields<'a>>(fields: F, name: &str) -> Option<FieldView<'a, F>> {
+    fields.field(name).or_else(|| match fields.field("data") {
+        Some(FieldView::Table(data)) => data.field(name),
+        _ => None,
+    })
+}
+
+fn view_identity<F>(v: FieldView<'_, F>) -> Option<Vec<u8>> {
+    match v {
+        FieldView::Str(s) => Some(s.into_owned()),
+        FieldView::Num(n) => format_number(n).ok().map(String::into_bytes),
+        _ => None,
+    }
+}
+
+/// See [`Record::id_field`].
+pub fn id_of<'a, F: RecordFields<'a>>(table: TableName, fields: F) -> Option<Vec<u8>> {
+    let id = fields.field("id").and_then(view_identity);
+    match table {
+        TableName::Roster => id
+            .or_else(|| fields.field("pt_name").and_then(view_identity))
+            .or_else(|| match fields.field("data") {
+                Some(FieldView::Table(d)) => d.field("name").and_then(view_identity),
+                _ => None,
+            }),
+        _ => id,
+    }
+}
+
+/// See [`Record::stamp`].
+pub fn stamp_of<'a, F: RecordFields<'a>>(fields: F) -> Option<u64> {
+    let last_updated = match fields.field("lastUpdated") {
+        Some(FieldView::Str(s)) => stamp_of_digits(&s),
+        Some(FieldView::Num(n)) => stamp_of_number(n),
+        _ => None,
+    };
+    last_updated.or_else(|| match field_or_data(fields, "date") {
+        Some(FieldView::Str(s)) => stamp_of_date(&s),
+        _ => None,
+    })
 }
 
 /// The identity text of a key or an `id` value: a string's bytes, or a number's text.
@@ -286,9 +362,14 @@ pub fn key_identity(k: &Key) -> Option<Vec<u8>> {
 pub fn stamp_of_last_updated(v: &LuaValue) -> Option<u64> {
     match v {
         LuaValue::Str(s) => stamp_of_digits(s),
-        LuaValue::Number(n) => stamp_of_digits(n.as_integer()?.to_string().as_bytes()),
+        LuaValue::Number(n) => stamp_of_number(n.value()),
         _ => None,
     }
+}
+
+/// A stamp written as a 14-digit integer.
+fn stamp_of_number(n: f64) -> Option<u64> {
+    stamp_of_digits(Number::new(n).as_integer()?.to_string().as_bytes())
 }
 
 /// A stamp written as 14 digits.
