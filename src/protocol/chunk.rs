@@ -59,9 +59,17 @@ pub fn slices(payload: &[u8], toon: &Name, table: TableName) -> Vec<Range<usize>
 
 /// Chunks received so far for one announced table, by 1-based index. Memory grows with what
 /// arrives, never with what is announced.
+///
+/// Chunks that arrive in order (as they almost always do) are appended to the payload at once;
+/// only chunks after a gap are kept apart, until the gap is filled. So a whole payload is held
+/// once, in one buffer, and joining it copies nothing.
 #[derive(Debug, Clone)]
 pub struct Reassembly {
     pub announce: Announce,
+    /// Chunks `1..=joined_count`, joined.
+    joined: Vec<u8>,
+    joined_count: u32,
+    /// Chunks after the first gap.
     chunks: BTreeMap<u32, Vec<u8>>,
     held_bytes: u64,
     /// The chunks were joined (and handed over): the table is whole, nothing more is taken.
@@ -81,6 +89,8 @@ impl Reassembly {
     pub fn new(announce: Announce) -> Self {
         Reassembly {
             announce,
+            joined: Vec::new(),
+            joined_count: 0,
             chunks: BTreeMap::new(),
             held_bytes: 0,
             assembled: false,
@@ -92,7 +102,7 @@ impl Reassembly {
     pub fn insert(&mut self, index: u32, payload: Vec<u8>) -> bool {
         let len = payload.len() as u64;
         if self.assembled
-            || index == 0
+            || index <= self.joined_count
             || index > self.announce.total
             || self.chunks.contains_key(&index)
             || self.held_bytes + len > self.announce.bytes
@@ -100,7 +110,17 @@ impl Reassembly {
             return false;
         }
         self.held_bytes += len;
-        self.chunks.insert(index, payload);
+        if index != self.joined_count + 1 {
+            self.chunks.insert(index, payload);
+            return true;
+        }
+        self.joined.extend_from_slice(&payload);
+        self.joined_count = index;
+        // The gap after it may be filled now.
+        while let Some(next) = self.chunks.remove(&(self.joined_count + 1)) {
+            self.joined.extend_from_slice(&next);
+            self.joined_count += 1;
+        }
         true
     }
 
@@ -108,7 +128,7 @@ impl Reassembly {
         if self.assembled {
             self.announce.total
         } else {
-            self.chunks.len() as u32
+            self.joined_count + self.chunks.len() as u32
         }
     }
 
@@ -124,7 +144,7 @@ impl Reassembly {
     /// found by walking the held chunks: the cost grows with what is held, not with `total`.
     pub fn missing_ranges(&self, limit: usize) -> Vec<(u32, u32)> {
         let mut out = Vec::new();
-        let mut next = 1u32;
+        let mut next = self.joined_count + 1;
         for &i in self.chunks.keys() {
             if out.len() >= limit {
                 return out;
@@ -143,7 +163,7 @@ impl Reassembly {
     /// Joins the chunks in index order (letting go of them: the payload is the one copy) and
     /// checks length and checksum.
     pub fn assemble(&mut self) -> Result<Vec<u8>, ReassemblyError> {
-        let mut out = Vec::with_capacity(self.held_bytes as usize);
+        let mut out = std::mem::take(&mut self.joined);
         for chunk in std::mem::take(&mut self.chunks).into_values() {
             out.extend_from_slice(&chunk);
         }
@@ -231,6 +251,53 @@ mod tests {
             bad.assemble(),
             Err(ReassemblyError::Checksum { .. })
         ));
+    }
+
+    #[test]
+    fn chunks_in_order_are_joined_and_a_filled_gap_joins_the_rest() {
+        let data = b"abcdefghij".to_vec();
+        let mut r = Reassembly::new(announce(&data, 5));
+        let chunk = |i: u32| data[(i as usize - 1) * 2..i as usize * 2].to_vec();
+        assert!(r.insert(1, chunk(1)));
+        assert!(r.insert(2, chunk(2)));
+        assert!(
+            !r.insert(1, chunk(1)),
+            "a joined chunk again is a duplicate"
+        );
+        assert!(r.insert(4, chunk(4)));
+        assert_eq!(r.missing_ranges(10), [(3, 3), (5, 5)]);
+        assert_eq!(r.held(), 3);
+        assert!(r.insert(3, chunk(3)));
+        assert_eq!(r.missing_ranges(10), [(5, 5)]);
+        assert!(!r.insert(4, chunk(4)));
+        assert!(r.insert(5, chunk(5)));
+        assert!(r.is_complete());
+        assert_eq!(r.assemble().unwrap(), data);
+    }
+
+    proptest::proptest! {
+        /// Any arrival order, with repeats, gives back the payload.
+        #[test]
+        fn any_order_reassembles(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            order in proptest::collection::vec(0usize..1000, 0..200),
+        ) {
+            let ranges: Vec<_> = data.chunks(7).collect();
+            let total = ranges.len().max(1) as u32;
+            let mut r = Reassembly::new(announce(&data, total));
+            for i in order.iter().map(|o| o % total as usize) {
+                let chunk = ranges.get(i).map_or(Vec::new(), |c| c.to_vec());
+                r.insert(i as u32 + 1, chunk);
+            }
+            // Then every chunk, in reverse, to fill what is missing.
+            for i in (0..total as usize).rev() {
+                let chunk = ranges.get(i).map_or(Vec::new(), |c| c.to_vec());
+                r.insert(i as u32 + 1, chunk);
+            }
+            proptest::prop_assert!(r.is_complete());
+            proptest::prop_assert!(r.missing_ranges(10).is_empty());
+            proptest::prop_assert_eq!(r.assemble().unwrap(), data);
+        }
     }
 
     #[test]

@@ -143,7 +143,20 @@ pub struct Sender {
     deadline: Option<Millis>,
     attempts: u32,
     outcome: Option<Outcome>,
-    out: VecDeque<SenderOut>,
+    out: VecDeque<Queued>,
+}
+
+/// What waits to be polled. Chunks are made one at a time as they are polled, so a flight of a
+/// large table never exists as messages all at once.
+#[derive(Debug)]
+enum Queued {
+    Out(SenderOut),
+    /// Chunks `from..=to` (within the table's slices) of table `table`.
+    Chunks {
+        table: usize,
+        from: u32,
+        to: u32,
+    },
 }
 
 impl Sender {
@@ -193,7 +206,23 @@ impl Sender {
 
     /// The next message to send or event to log.
     pub fn poll(&mut self) -> Option<SenderOut> {
-        self.out.pop_front()
+        loop {
+            match self.out.pop_front()? {
+                Queued::Out(o) => return Some(o),
+                Queued::Chunks { table, from, to } => {
+                    if from < to {
+                        self.out.push_front(Queued::Chunks {
+                            table,
+                            from: from + 1,
+                            to,
+                        });
+                    }
+                    if let Some(m) = self.chunk(table, from) {
+                        return Some(SenderOut::Send(m));
+                    }
+                }
+            }
+        }
     }
 
     /// Per table: its announcement and its counts once confirmed.
@@ -214,11 +243,11 @@ impl Sender {
     }
 
     fn send(&mut self, m: Message) {
-        self.out.push_back(SenderOut::Send(m));
+        self.out.push_back(Queued::Out(SenderOut::Send(m)));
     }
 
     fn event(&mut self, e: SenderEvent) {
-        self.out.push_back(SenderOut::Event(e));
+        self.out.push_back(Queued::Out(SenderOut::Event(e)));
     }
 
     fn arm(&mut self, now: Millis) {
@@ -271,11 +300,13 @@ impl Sender {
     /// Sends the chunks `which` of table `i` and asks for its confirmation; returns how many
     /// chunks went out.
     fn send_chunks(&mut self, i: usize, which: &Ranges) -> u32 {
-        let mut n = 0;
-        for index in which.indices() {
-            if let Some(m) = self.chunk(i, index) {
-                self.send(m);
-                n += 1;
+        let total = self.tables[i].slices.len() as u32;
+        let mut n = 0u32;
+        for &(a, b) in &which.0 {
+            let (from, to) = (a.max(1), b.min(total));
+            if from <= to {
+                self.out.push_back(Queued::Chunks { table: i, from, to });
+                n = n.saturating_add(to - from + 1);
             }
         }
         let announce = self.tables[i].announce();
