@@ -7,7 +7,8 @@
 //! ```text
 //! sessions/recv-<id>.json      a receiver's record of one session (written only by it)
 //! sessions/send-<id>.json      a sender's record of one session (written only by it)
-//! journal/<id>/<table>.chunks  chunks received for a table in progress (append-only)
+//! journal/<id>/<table>.chunks  chunks received for a table in progress (append-only records:
+//!                              `<crc> <index> <length>` line, the bytes, a line break)
 //! journal/<id>/<table>.json    a verified table, staged until the session commits
 //! logs/                        sender.log, receiver.log (unless --log-dir)
 //! ```
@@ -21,7 +22,6 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use crate::model::json::{hex_into, unhex};
 use crate::model::tables::TableName;
 use crate::protocol::chunk::Chunks;
 use crate::protocol::session::{Role, SessionRecord, SessionState};
@@ -51,6 +51,37 @@ fn journal_dir(dir: &Path, sid: SessionId) -> PathBuf {
 /// The journal of one table's chunks.
 fn journal_file(dir: &Path, sid: SessionId, table: TableName) -> PathBuf {
     journal_dir(dir, sid).join(format!("{table}.chunks"))
+}
+
+/// The chunks of a journal (`<crc> <index> <length>` line, the chunk's bytes, a line break)
+/// whose payload checksum is `crc`. Reading stops at the first record that is not whole: a
+/// crash in the middle of a write leaves a torn last record, and the chunks after a damaged
+/// header cannot be found (they are asked for again).
+fn journal_records(bytes: &[u8], crc: u32) -> Chunks {
+    let want = format!("{crc:08x}");
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while let Some(eol) = memchr::memchr(b'\n', rest) {
+        let header = std::str::from_utf8(&rest[..eol]).unwrap_or("");
+        let mut parts = header.split(' ');
+        let (Some(c), Some(i), Some(len), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            break;
+        };
+        let (Ok(index), Ok(len)) = (i.parse::<u32>(), len.parse::<usize>()) else {
+            break;
+        };
+        let body = &rest[eol + 1..];
+        if body.len() <= len || body[len] != b'\n' {
+            break;
+        }
+        if c == want {
+            out.push((index, body[..len].to_vec()));
+        }
+        rest = &body[len + 1..];
+    }
+    out
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -320,11 +351,11 @@ impl Store for FileStore {
                 v.insert(BufWriter::with_capacity(JOURNAL_BUFFER, f))
             }
         };
-        // One line per chunk, written without building it as a string first.
+        // One record per chunk: a header line, then the chunk's bytes as they came.
         let line = &mut self.line;
         line.clear();
-        line.extend_from_slice(format!("{crc:08x} {index} ").as_bytes());
-        hex_into(payload, line);
+        let _ = writeln!(line, "{crc:08x} {index} {}", payload.len());
+        line.extend_from_slice(payload);
         line.push(b'\n');
         out.write_all(line)
             .map_err(io(&journal_file(&self.dir, sid, table)))
@@ -340,29 +371,12 @@ impl Store for FileStore {
             let _ = w.flush();
         }
         let path = journal_file(&self.dir, sid, table);
-        let text = match std::fs::read(&path) {
+        let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io(&path)(e)),
         };
-        let text = String::from_utf8_lossy(&text);
-        let want = format!("{crc:08x}");
-        // A torn last line (a crash in the middle of a write) has no line break: ignored.
-        let complete = match text.rfind('\n') {
-            Some(end) => &text[..end],
-            None => "",
-        };
-        Ok(complete
-            .lines()
-            .filter_map(|line| {
-                let mut parts = line.split(' ');
-                let (c, i, h) = (parts.next()?, parts.next()?, parts.next().unwrap_or(""));
-                if c != want {
-                    return None;
-                }
-                Some((i.parse().ok()?, unhex(h).ok()?))
-            })
-            .collect())
+        Ok(journal_records(&bytes, crc))
     }
 
     fn stage(
@@ -620,7 +634,7 @@ mod tests {
             .append(true)
             .open(&path)
             .unwrap();
-        f.write_all(b"00000abc 3 7b").unwrap();
+        f.write_all(b"00000abc 3 2\n{").unwrap();
         let got = store.journaled(sid, TableName::News, 0xabc).unwrap();
         assert_eq!(got, vec![(1, b"{\"a\"".to_vec()), (2, b":1}".to_vec())]);
         store
@@ -630,6 +644,29 @@ mod tests {
         assert_eq!(store.reset().unwrap(), 1);
         assert!(!path.exists());
         assert!(store.load().unwrap().records.is_empty());
+    }
+
+    #[test]
+    fn journal_records_hold_any_bytes_and_stop_at_damage() {
+        let mut bytes = Vec::new();
+        let chunks: [(u32, &[u8]); 3] = [(1, b"a\nb"), (2, b""), (3, b"\xff\x00 7 9\n")];
+        for (i, c) in chunks {
+            bytes.extend_from_slice(format!("0000000a {i} {}\n", c.len()).as_bytes());
+            bytes.extend_from_slice(c);
+            bytes.push(b'\n');
+        }
+        let want: Chunks = chunks.iter().map(|(i, c)| (*i, c.to_vec())).collect();
+        assert_eq!(journal_records(&bytes, 10), want);
+        assert!(journal_records(&bytes, 11).is_empty());
+        // Every cut keeps exactly the whole records before it.
+        for cut in 0..bytes.len() {
+            let got = journal_records(&bytes[..cut], 10);
+            assert!(want.starts_with(&got), "cut at {cut}");
+        }
+        // A length that overruns the next record's line break stops the reading.
+        let mut bad = bytes.clone();
+        bad[11] = b'9';
+        assert!(journal_records(&bad, 10).is_empty());
     }
 
     #[test]
