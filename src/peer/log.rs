@@ -90,8 +90,8 @@ impl WireLog {
         if let Some((out, _)) = &mut self.out {
             let line = serde_json::json!({
                 "t": now,
-                "from": env.from,
-                "to": env.to,
+                "from": &*env.from,
+                "to": &*env.to,
                 "msg": String::from_utf8_lossy(&env.bytes),
             });
             let _ = writeln!(out, "{line}");

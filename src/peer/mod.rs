@@ -65,7 +65,7 @@ pub fn deliver(
             stats.dropped += 1;
             continue;
         };
-        match drivers.iter_mut().find(|d| d.addr() == env.to) {
+        match drivers.iter_mut().find(|d| d.addr() == &*env.to) {
             Some(d) => {
                 stats.delivered += 1;
                 d.handle(t, &env.from, msg);

@@ -10,6 +10,8 @@ pub mod mailbox;
 pub mod sim;
 pub mod testing;
 
+use std::sync::Arc;
+
 use crate::protocol::{Millis, Timing};
 
 /// Where a transport's time comes from: the system's clock, or a virtual one that a simulation
@@ -33,8 +35,9 @@ impl Clock {
 /// A message as it arrived, with the addresses of its two ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
-    pub from: String,
-    pub to: String,
+    /// Shared by every message of a flight (a large flight has a hundred thousand messages).
+    pub from: Arc<str>,
+    pub to: Arc<str>,
     pub bytes: Vec<u8>,
 }
 

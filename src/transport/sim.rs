@@ -5,6 +5,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 
 use crate::protocol::{Millis, Timing};
 
@@ -203,7 +204,7 @@ impl SimLink {
     }
 
     /// One message onto the link; the faults apply here.
-    fn send_one(&mut self, from: &str, to: &str, mut bytes: Vec<u8>) {
+    fn send_one(&mut self, from: &Arc<str>, to: &Arc<str>, mut bytes: Vec<u8>) {
         self.sent += 1;
         let f = self.faults;
         if self.rng.chance(f.drop) {
@@ -228,8 +229,8 @@ impl SimLink {
             at += 1_000 + self.rng.below(4_000);
         }
         let env = Envelope {
-            from: from.to_string(),
-            to: to.to_string(),
+            from: from.clone(),
+            to: to.clone(),
             bytes,
         };
         if self.rng.chance(f.duplicate) {
@@ -250,8 +251,9 @@ impl Transport for SimLink {
     }
 
     fn send(&mut self, from: &str, to: &str, flight: Vec<Vec<u8>>) -> Result<(), TransportError> {
+        let (from, to): (Arc<str>, Arc<str>) = (from.into(), to.into());
         for bytes in flight {
-            self.send_one(from, to, bytes);
+            self.send_one(&from, &to, bytes);
         }
         Ok(())
     }

@@ -714,8 +714,8 @@ impl<F: Folder> Mailbox<F> {
             }
             if let Some((_, addr)) = self.local.iter().find(|(name, _)| *name == l.to) {
                 out.push(Envelope {
-                    from: remote_addr(&f.from, &l.from),
-                    to: addr.clone(),
+                    from: remote_addr(&f.from, &l.from).into(),
+                    to: addr.as_str().into(),
                     bytes: l.bytes,
                 });
             }

@@ -42,8 +42,8 @@ fn a_flight_reaches_the_other_peer_once_with_both_addresses() {
     assert_eq!(a.written, 1);
     let got = b.recv().unwrap();
     assert_eq!(got.len(), 2);
-    assert_eq!(got[0].from, remote_addr(a.id(), "MAIN"));
-    assert_eq!(got[0].to, "local:/b/GuildHelper.lua");
+    assert_eq!(&*got[0].from, remote_addr(a.id(), "MAIN"));
+    assert_eq!(&*got[0].to, "local:/b/GuildHelper.lua");
     assert_eq!(got[1].bytes, msg(2));
     // Read once: a second look finds nothing new.
     assert!(b.recv().unwrap().is_empty());
@@ -303,5 +303,5 @@ fn an_account_with_a_long_or_odd_name_is_reached_by_the_name_it_announces() {
     b.flush().unwrap();
     let got = a.recv().unwrap();
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].to, "local:/odd/GuildHelper.lua");
+    assert_eq!(&*got[0].to, "local:/odd/GuildHelper.lua");
 }
