@@ -278,6 +278,8 @@ impl<'d, 'a> RecordFields<'a> for NodeFields<'d, 'a> {
     fn field(self, name: &str) -> Option<FieldView<'a, Self>> {
         let value = self.doc.get(self.node, name.as_bytes())?.value;
         Some(match value.kind {
+            // A field set to nil is not there (as Lua reads the constructor).
+            Kind::Nil => return None,
             Kind::Str { .. } => FieldView::Str(self.doc.string(value)?),
             Kind::Number { .. } => FieldView::Num(self.doc.number(value)?),
             Kind::Table { .. } => FieldView::Table(NodeFields {
@@ -416,6 +418,44 @@ fn plausible(d: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::lua::Number;
+
+    /// Identity, stamp and shape read from the tree are what the value gives.
+    #[test]
+    fn records_read_from_the_tree_agree_with_their_values() {
+        let src = br#"X = {
+            { id = "a", lastUpdated = "20240101000000" },
+            { id = 7, lastUpdated = 20240101000000, data = "not a table" },
+            { date = nil, data = { date = "2024-01-02 03:04:05", name = "Toon-Realm" } },
+            { lastUpdated = "bad", date = "2024-01-02", lastUpdated = "20240303000000" },
+            { lastUpdated = "20240303000000", lastUpdated = nil, date = "2024-05-06" },
+            { pt_name = "Toon-Realm", id = nil, ["id"] = false },
+            { data = { name = 12.5, date = nil }, date = "2024-07-08" },
+            { data = {} },
+            {},
+        }"#;
+        let doc = crate::lua::parse(src).unwrap();
+        let table = doc.global("X").unwrap().value;
+        let records = doc.fields(table);
+        assert_eq!(records.len(), 9);
+        for (i, field) in records.iter().enumerate() {
+            let Ok(Some(LuaValue::Table(value))) = doc.value(field.value) else {
+                panic!("record {i} is a table");
+            };
+            let node = NodeFields {
+                doc: &doc,
+                node: field.value,
+            };
+            assert_eq!(shape_of(node), shape_of(&value), "record {i}");
+            assert_eq!(stamp_of(node), stamp_of(&value), "record {i}");
+            for name in TableName::ALL {
+                assert_eq!(
+                    id_of(name, node),
+                    id_of(name, &value),
+                    "record {i}, {name:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn stamps() {
