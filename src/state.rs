@@ -53,35 +53,74 @@ fn journal_file(dir: &Path, sid: SessionId, table: TableName) -> PathBuf {
     journal_dir(dir, sid).join(format!("{table}.chunks"))
 }
 
-/// The chunks of a journal (`<crc> <index> <length>` line, the chunk's bytes, a line break)
-/// whose payload checksum is `crc`. Reading stops at the first record that is not whole: a
-/// crash in the middle of a write leaves a torn last record, and the chunks after a damaged
-/// header cannot be found (they are asked for again).
-fn journal_records(bytes: &[u8], crc: u32) -> Chunks {
-    let want = format!("{crc:08x}");
-    let mut out = Vec::new();
-    let mut rest = bytes;
-    while let Some(eol) = memchr::memchr(b'\n', rest) {
-        let header = std::str::from_utf8(&rest[..eol]).unwrap_or("");
+/// The whole records of a journal (`<crc> <index> <length>` line, the chunk's bytes, a line
+/// break), in order: `(crc as written, index, bytes)`. Reading stops at the first record that
+/// is not whole: a crash in the middle of a write leaves a torn last record (cut away before
+/// the journal is appended to again), and the chunks after a damaged header cannot be found
+/// (they are asked for again). `whole` is then the length of the records read.
+struct JournalRecords<'a> {
+    rest: &'a [u8],
+    whole: usize,
+}
+
+impl<'a> JournalRecords<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        JournalRecords {
+            rest: bytes,
+            whole: 0,
+        }
+    }
+}
+
+impl<'a> Iterator for JournalRecords<'a> {
+    type Item = (&'a str, u32, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.rest;
+        let eol = memchr::memchr(b'\n', rest)?;
+        let header = std::str::from_utf8(&rest[..eol]).ok()?;
         let mut parts = header.split(' ');
-        let (Some(c), Some(i), Some(len), None) =
+        let (Some(crc), Some(i), Some(len), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            break;
+            return None;
         };
         let (Ok(index), Ok(len)) = (i.parse::<u32>(), len.parse::<usize>()) else {
-            break;
+            return None;
         };
         let body = &rest[eol + 1..];
         if body.len() <= len || body[len] != b'\n' {
-            break;
+            return None;
         }
-        if c == want {
-            out.push((index, body[..len].to_vec()));
-        }
-        rest = &body[len + 1..];
+        self.rest = &body[len + 1..];
+        self.whole += eol + len + 2;
+        Some((crc, index, &body[..len]))
     }
-    out
+}
+
+/// Cuts a journal left by an interrupted run back to its whole records, so that what is
+/// appended now can be read back.
+fn cut_torn_tail(f: &std::fs::File, path: &Path) -> Result<(), StoreError> {
+    let len = f.metadata().map_err(io(path))?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let mut records = JournalRecords::new(&bytes);
+    records.by_ref().for_each(drop);
+    if (records.whole as u64) < len {
+        f.set_len(records.whole as u64).map_err(io(path))?;
+    }
+    Ok(())
+}
+
+/// The journaled chunks whose payload checksum is `crc`.
+fn journal_records(bytes: &[u8], crc: u32) -> Chunks {
+    let want = format!("{crc:08x}");
+    JournalRecords::new(bytes)
+        .filter(|(c, _, _)| *c == want)
+        .map(|(_, index, body)| (index, body.to_vec()))
+        .collect()
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -226,7 +265,7 @@ impl FileStore {
     /// How many chunks are journaled for a table (progress of a transfer, for `sessions list`).
     pub fn journaled_count(&self, sid: SessionId, table: TableName) -> u32 {
         std::fs::read(journal_file(&self.dir, sid, table))
-            .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count() as u32)
+            .map_or(0, |b| JournalRecords::new(&b).count() as u32)
     }
 
     /// Writes a file whole (temporary name, then rename). `durable`: flushed to the disk before
@@ -348,6 +387,7 @@ impl Store for FileStore {
                     .append(true)
                     .open(&path)
                     .map_err(io(&path))?;
+                cut_torn_tail(&f, &path)?;
                 v.insert(BufWriter::with_capacity(JOURNAL_BUFFER, f))
             }
         };
@@ -637,6 +677,16 @@ mod tests {
         f.write_all(b"00000abc 3 2\n{").unwrap();
         let got = store.journaled(sid, TableName::News, 0xabc).unwrap();
         assert_eq!(got, vec![(1, b"{\"a\"".to_vec()), (2, b":1}".to_vec())]);
+        // A later run cuts the torn record away before it appends, so what it adds is found.
+        let mut later = FileStore::new(dir.path());
+        later
+            .journal(sid, TableName::News, 0xabc, 3, b"\n,")
+            .unwrap();
+        later.flush().unwrap();
+        let got = later.journaled(sid, TableName::News, 0xabc).unwrap();
+        assert_eq!(got.last(), Some(&(3, b"\n,".to_vec())));
+        assert_eq!(got.len(), 3);
+        assert_eq!(later.journaled_count(sid, TableName::News), 4);
         store
             .save(&record(7, Role::Receive, SessionState::Active, 0))
             .unwrap();
