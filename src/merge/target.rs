@@ -273,11 +273,10 @@ impl TargetFile {
         // Only the bytes of the file read are needed from here: its tree goes before the
         // written file is parsed.
         let original = self.file.into_owner();
-        // The written bytes must load, Lua's limits included: the whole file is checked, and no
-        // tree is built. Builds with debug assertions (the tests) also check that the file holds
-        // exactly what was merged, against a tree of the target table; the differential tests
-        // rely on it (`tests/merge_samples.rs`).
-        // Without that check, what was merged goes before the file is read back.
+        // The written bytes must load, Lua's limits included: the whole file is checked. Builds
+        // with debug assertions (the tests) also check, against a tree of the target table, that
+        // the file holds exactly what was merged; release builds build no tree and let what was
+        // merged go before the file is read back.
         let written = cfg!(debug_assertions).then_some(written);
         let path: &[&str] = &[SAVED_VARIABLES, self.target.key()];
         let keep = if written.is_some() {

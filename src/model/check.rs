@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use crate::lua::{Document, FieldKey, Kind, Node};
 
-use super::tables::{Container, TableName, stamp_of_date, stamp_of_digits, stamp_of_last_updated};
+use super::tables::{Container, TableName, stamp_of_date, stamp_of_digits, stamp_of_number};
 use super::{SAVED_VARIABLES, SHARED_DATA, SHARED_DATA_REMOTE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -386,10 +386,9 @@ fn check_record(
     if let Some((node, value)) = text("lastUpdated") {
         let valid = match &value {
             Some(s) => stamp_of_digits(s).is_some(),
-            None => doc.number(node).is_some_and(|v| {
-                stamp_of_last_updated(&crate::lua::LuaValue::Number(crate::lua::Number::new(v)))
-                    .is_some()
-            }),
+            None => doc
+                .number(node)
+                .is_some_and(|v| stamp_of_number(v).is_some()),
         };
         if valid {
             stamped = true;

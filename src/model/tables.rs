@@ -342,15 +342,6 @@ pub fn stamp_of<'a, F: RecordFields<'a>>(fields: F) -> Option<u64> {
     })
 }
 
-/// The identity text of a key or an `id` value: a string's bytes, or a number's text.
-pub fn identity_text(v: &LuaValue) -> Option<Vec<u8>> {
-    match v {
-        LuaValue::Str(s) => Some(s.to_vec()),
-        LuaValue::Number(n) => format_number(n.value()).ok().map(String::into_bytes),
-        _ => None,
-    }
-}
-
 /// The identity text of a map key.
 pub fn key_identity(k: &Key) -> Option<Vec<u8>> {
     match k {
@@ -370,7 +361,7 @@ pub fn stamp_of_last_updated(v: &LuaValue) -> Option<u64> {
 }
 
 /// A stamp written as a 14-digit integer.
-fn stamp_of_number(n: f64) -> Option<u64> {
+pub fn stamp_of_number(n: f64) -> Option<u64> {
     stamp_of_digits(Number::new(n).as_integer()?.to_string().as_bytes())
 }
 
