@@ -64,13 +64,38 @@ pub fn parse_with<'a>(
             ),
         ));
     }
+    let (globals, fields, recount) =
+        parse_source(SliceSource(Lexer::new(src)), src.len(), options)?;
+    if let Some(first_scalars) = recount
+        && let Some(at) = exact_constant_overflow(src, first_scalars)
+    {
+        return Err(overflow_error(at, Overflow::Constants));
+    }
+    Ok(Document {
+        src,
+        globals,
+        fields,
+    })
+}
+
+/// What a parse found: the top-level statements, the arena of kept fields, and, when the
+/// hashed constant count came close to Lua's limit, the number of scalar constants among the
+/// first 256 (the caller then recounts the file exactly).
+type Parsed = (Vec<Global>, Vec<Field>, Option<usize>);
+
+/// Parses everything `source` yields; `len` is the file's size (it sizes the constant count).
+pub(crate) fn parse_source<'a, S: Source<'a>>(
+    source: S,
+    len: usize,
+    options: &ParseOptions<'_>,
+) -> Result<Parsed, ParseError> {
     let paths: &[&[&str]] = match options.keep {
         Keep::Paths(p) => &p[..p.len().min(64)],
         _ => &[],
     };
     let mut parser = Parser {
-        lexer: Lexer::new(src),
-        codegen: Codegen::new(options.limits.lua_compiler_limits, src.len() / 64),
+        source,
+        codegen: Codegen::new(options.limits.lua_compiler_limits, len / 64),
         keep: options.keep,
         paths,
         frames: Vec::new(),
@@ -79,20 +104,14 @@ pub fn parse_with<'a>(
         globals: Vec::new(),
     };
     parser.chunk()?;
-    if parser.codegen.needs_exact_recount() {
-        let first_scalars = parser.codegen.scalar_constants_in_first();
-        if let Some(at) = exact_constant_overflow(src, first_scalars) {
-            return Err(parser.overflow(at, Overflow::Constants));
-        }
-    }
+    let recount = parser
+        .codegen
+        .needs_exact_recount()
+        .then(|| parser.codegen.scalar_constants_in_first());
     // The arena grew by doubling: give back what it does not hold.
     let mut fields = parser.fields;
     fields.shrink_to_fit();
-    Ok(Document {
-        src,
-        globals: parser.globals,
-        fields,
-    })
+    Ok((parser.globals, fields, recount))
 }
 
 /// Counts the constants of a valid file exactly, by value, and returns where the count first
@@ -141,6 +160,92 @@ fn exact_constant_overflow(src: &[u8], first_scalars: usize) -> Option<usize> {
     }
 }
 
+/// Where the parser's tokens and their bytes come from: a whole file in memory
+/// ([`SliceSource`]) or a window that moves along a file read in blocks
+/// ([`super::window::WindowSource`]). Offsets are always offsets in the file.
+pub(crate) trait Source<'a> {
+    fn next_token(&mut self) -> Result<Token, ParseError>;
+    /// The bytes `start..end`; empty if they are no longer (or not yet) at hand, which only an
+    /// error message can ask for.
+    fn bytes(&self, start: usize, end: usize) -> &[u8];
+    /// The bytes `start..end` for a constant that is kept for the whole parse.
+    fn cow(&self, start: usize, end: usize) -> Cow<'a, [u8]>;
+    /// Where the next token is looked for; with [`Source::set_pos`], reads one token ahead.
+    fn pos(&self) -> usize;
+    fn set_pos(&mut self, pos: usize);
+    /// The line of `offset`, for an error message.
+    fn line_of(&self, offset: usize) -> usize;
+}
+
+impl<'a, S: Source<'a>> Source<'a> for &mut S {
+    #[inline]
+    fn next_token(&mut self) -> Result<Token, ParseError> {
+        (**self).next_token()
+    }
+
+    #[inline]
+    fn bytes(&self, start: usize, end: usize) -> &[u8] {
+        (**self).bytes(start, end)
+    }
+
+    fn cow(&self, start: usize, end: usize) -> Cow<'a, [u8]> {
+        (**self).cow(start, end)
+    }
+
+    fn pos(&self) -> usize {
+        (**self).pos()
+    }
+
+    fn set_pos(&mut self, pos: usize) {
+        (**self).set_pos(pos);
+    }
+
+    fn line_of(&self, offset: usize) -> usize {
+        (**self).line_of(offset)
+    }
+}
+
+/// A whole file in memory: every byte is at hand and constants borrow from it.
+struct SliceSource<'a>(Lexer<'a>);
+
+impl<'a> Source<'a> for SliceSource<'a> {
+    #[inline]
+    fn next_token(&mut self) -> Result<Token, ParseError> {
+        self.0.next_token()
+    }
+
+    #[inline]
+    fn bytes(&self, start: usize, end: usize) -> &[u8] {
+        self.0.src().get(start..end).unwrap_or_default()
+    }
+
+    #[inline]
+    fn cow(&self, start: usize, end: usize) -> Cow<'a, [u8]> {
+        Cow::Borrowed(self.0.src().get(start..end).unwrap_or_default())
+    }
+
+    fn pos(&self) -> usize {
+        self.0.pos
+    }
+
+    fn set_pos(&mut self, pos: usize) {
+        self.0.pos = pos;
+    }
+
+    fn line_of(&self, offset: usize) -> usize {
+        Position::of(self.0.src(), offset).line
+    }
+}
+
+/// A key's bytes, for matching the paths to keep.
+enum KeyText {
+    None,
+    /// At this range of the file.
+    At(usize, usize),
+    /// Decoded from an escaped string.
+    Owned(Vec<u8>),
+}
+
 /// Which part of a table is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeepState {
@@ -176,8 +281,8 @@ struct Frame {
     slot: Slot,
 }
 
-struct Parser<'a, 'p> {
-    lexer: Lexer<'a>,
+struct Parser<'a, 'p, S> {
+    source: S,
     codegen: Codegen<'a>,
     keep: Keep<'p>,
     paths: &'p [&'p [&'p str]],
@@ -237,17 +342,17 @@ fn span(start: usize, end: usize) -> Span {
     }
 }
 
-impl<'a> Parser<'a, '_> {
-    fn src(&self) -> &'a [u8] {
-        self.lexer.src()
+impl<'a, S: Source<'a>> Parser<'a, '_, S> {
+    fn bytes(&self, start: usize, end: usize) -> &[u8] {
+        self.source.bytes(start, end)
     }
 
     fn next(&mut self) -> Result<Token, ParseError> {
-        self.lexer.next_token()
+        self.source.next_token()
     }
 
-    fn token_text(&self, tok: &Token) -> Cow<'a, str> {
-        String::from_utf8_lossy(&self.src()[tok.start..tok.end])
+    fn token_text(&self, tok: &Token) -> Cow<'_, str> {
+        String::from_utf8_lossy(self.bytes(tok.start, tok.end))
     }
 
     fn chunk(&mut self) -> Result<(), ParseError> {
@@ -269,7 +374,7 @@ impl<'a> Parser<'a, '_> {
     }
 
     fn statement_start_error(&self, tok: &Token, after_statement: bool) -> ParseError {
-        if tok.start == 0 && self.src().starts_with(b"\xEF\xBB\xBF") {
+        if tok.start == 0 && self.bytes(0, 3) == b"\xEF\xBB\xBF" {
             return ParseError::new(
                 0,
                 ErrorCode::Unexpected,
@@ -314,7 +419,7 @@ impl<'a> Parser<'a, '_> {
     }
 
     fn statement(&mut self, name_tok: Token) -> Result<(), ParseError> {
-        let name = &self.src()[name_tok.start..name_tok.end];
+        let name = self.bytes(name_tok.start, name_tok.end);
         if RESERVED.contains(&name) {
             return Err(ParseError::new(
                 name_tok.start,
@@ -327,8 +432,9 @@ impl<'a> Parser<'a, '_> {
             ));
         }
         self.codegen.free_reg = 0;
-        self.string_constant(name_tok.start, name, false)?;
+        self.string_constant(name_tok.start, name_tok.start, name_tok.end, false)?;
         let assign = self.next()?;
+        let name = self.bytes(name_tok.start, name_tok.end);
         match assign.tok {
             Tok::Assign => {}
             Tok::Comma => {
@@ -364,7 +470,7 @@ impl<'a> Parser<'a, '_> {
             }
         }
         let name_span = span(name_tok.start, name_tok.end);
-        let keep = self.global_keep(name);
+        let keep = self.global_keep(self.bytes(name_tok.start, name_tok.end));
         let value_tok = self.next()?;
         if value_tok.tok == Tok::LBrace {
             self.open_table(value_tok.start, keep, 0, Slot::Global { name: name_span })?;
@@ -422,11 +528,11 @@ impl<'a> Parser<'a, '_> {
                 self.expect(Tok::Assign, "`=` after `[key]`")?;
                 let restore = self.codegen.free_reg;
                 self.with_overflow(key_tok.start, |cg| cg.use_as_operand(key_exp))?;
-                let key_text = self.key_bytes(key_node);
+                let key_text = self.key_text(key_node);
                 self.field_value(FieldKey::Bracket(key_node), Some(restore), key_text)
             }
             Tok::Name => {
-                let name = &self.src()[tok.start..tok.end];
+                let name = self.bytes(tok.start, tok.end);
                 if matches!(name, b"true" | b"false" | b"nil") {
                     return self.positional(tok);
                 }
@@ -435,6 +541,7 @@ impl<'a> Parser<'a, '_> {
                     // A name that is not a key is a name used as a value.
                     return Err(self.name_error(tok, after));
                 }
+                let name = self.bytes(tok.start, tok.end);
                 if RESERVED.contains(&name) {
                     return Err(ParseError::new(
                         tok.start,
@@ -447,12 +554,17 @@ impl<'a> Parser<'a, '_> {
                     ));
                 }
                 let restore = self.codegen.free_reg;
-                let fits_operand = self.string_constant(tok.start, name, true)?;
+                let fits_operand = self.string_constant(tok.start, tok.start, tok.end, true)?;
                 self.with_overflow(tok.start, |cg| cg.use_as_operand(Exp::Str { fits_operand }))?;
+                let key_text = if self.parent_matches_paths() {
+                    KeyText::At(tok.start, tok.end)
+                } else {
+                    KeyText::None
+                };
                 self.field_value(
                     FieldKey::Name(span(tok.start, tok.end)),
                     Some(restore),
-                    Some(Cow::Borrowed(name)),
+                    key_text,
                 )
             }
             _ => self.positional(tok),
@@ -481,11 +593,15 @@ impl<'a> Parser<'a, '_> {
         &mut self,
         key: FieldKey,
         restore_reg: Option<u32>,
-        key_text: Option<Cow<'a, [u8]>>,
+        key_text: KeyText,
     ) -> Result<Step, ParseError> {
         let tok = self.next()?;
         if tok.tok == Tok::LBrace {
-            let keep = self.child_keep(key_text.as_deref());
+            let keep = match &key_text {
+                KeyText::None => self.child_keep(None),
+                KeyText::At(start, end) => self.child_keep(Some(self.bytes(*start, *end))),
+                KeyText::Owned(bytes) => self.child_keep(Some(bytes)),
+            };
             self.open_table(
                 tok.start,
                 keep,
@@ -666,7 +782,7 @@ impl<'a> Parser<'a, '_> {
                 escaped,
                 hash,
             } => {
-                let body = &self.src()[tok.start + open as usize..tok.end - close as usize];
+                let body = self.bytes(tok.start + open as usize, tok.end - close as usize);
                 let fits_operand = if long && escaped {
                     // A long string with a CR: its line breaks become `\n` (rare).
                     let decoded = decode_long(body).into_owned();
@@ -675,9 +791,11 @@ impl<'a> Parser<'a, '_> {
                             .string(&decoded, || Cow::Owned(decoded.clone()), need_index);
                     result.map_err(|o| self.overflow(tok.start, o))?
                 } else if long {
-                    self.string_constant(tok.start, body, need_index)?
+                    let (start, end) = (tok.start + open as usize, tok.end - close as usize);
+                    self.string_constant(tok.start, start, end, need_index)?
                 } else {
-                    self.quoted_constant(tok.start, body, escaped, hash, need_index)?
+                    let (start, end) = (tok.start + open as usize, tok.end - close as usize);
+                    self.quoted_constant(tok.start, start, end, escaped, hash, need_index)?
                 };
                 let node = Node {
                     span: span(tok.start, tok.end),
@@ -691,7 +809,7 @@ impl<'a> Parser<'a, '_> {
                 Ok((node, Exp::Str { fits_operand }))
             }
             Tok::Number => {
-                let value = numeral_value(&self.src()[tok.start..tok.end]).unwrap_or(0.0);
+                let value = numeral_value(self.bytes(tok.start, tok.end)).unwrap_or(0.0);
                 let node = Node {
                     span: span(tok.start, tok.end),
                     kind: Kind::Number {
@@ -754,7 +872,7 @@ impl<'a> Parser<'a, '_> {
         let tok = self.next()?;
         match tok.tok {
             Tok::Number => {
-                let value = numeral_value(&self.src()[tok.start..tok.end]).unwrap_or(0.0);
+                let value = numeral_value(self.bytes(tok.start, tok.end)).unwrap_or(0.0);
                 let node = Node {
                     span: span(minus.start, tok.end),
                     kind: Kind::Number {
@@ -764,10 +882,10 @@ impl<'a> Parser<'a, '_> {
                 Ok((node, Exp::Lazy(Constant::number(-value))))
             }
             Tok::Name => {
-                let name = &self.src()[tok.start..tok.end];
-                let after = self.lexer.pos;
+                let after = self.source.pos();
                 let call = self.next().map(|t| t.tok == Tok::LParen).unwrap_or(false);
-                self.lexer.pos = after;
+                self.source.set_pos(after);
+                let name = self.bytes(tok.start, tok.end);
                 let message = if name == b"nan" && call {
                     "`-nan(ind)` is how a broken number was saved: Lua cannot evaluate it, so \
                      the game would fail to load this whole file and reset the addon's data"
@@ -803,18 +921,18 @@ impl<'a> Parser<'a, '_> {
     /// A name where a value is expected: `true`, `false` and `nil` are values, every other name
     /// is an error that says what the game would do with it.
     fn name_value(&mut self, tok: Token) -> Result<(Node, Exp), ParseError> {
-        let (kind, constant) = match &self.src()[tok.start..tok.end] {
+        let (kind, constant) = match self.bytes(tok.start, tok.end) {
             b"true" => (Kind::Bool(true), Constant::Bool(true)),
             b"false" => (Kind::Bool(false), Constant::Bool(false)),
             b"nil" => (Kind::Nil, Constant::Nil),
             _ => {
-                let pos = self.lexer.pos;
+                let pos = self.source.pos();
                 let after = self.next().unwrap_or(Token {
                     tok: Tok::Eof,
                     start: pos,
                     end: pos,
                 });
-                self.lexer.pos = pos;
+                self.source.set_pos(pos);
                 return Err(self.name_error(tok, after));
             }
         };
@@ -827,7 +945,7 @@ impl<'a> Parser<'a, '_> {
 
     /// The error for a name used as a value, saying what the game would do with it.
     fn name_error(&self, tok: Token, after: Token) -> ParseError {
-        let name = &self.src()[tok.start..tok.end];
+        let name = self.bytes(tok.start, tok.end);
         let shown = String::from_utf8_lossy(name);
         let message = if name == b"nan" && after.tok == Tok::LParen {
             "`nan(...)` is how a broken number was saved: Lua cannot evaluate it, so the game \
@@ -848,7 +966,7 @@ impl<'a> Parser<'a, '_> {
                 "`{shown}` is called like a function: SavedVariables files hold plain values, \
                  not code"
             )
-        } else if after.tok == Tok::Op && self.src().get(after.start) == Some(&b'.') {
+        } else if after.tok == Tok::Op && self.bytes(after.start, after.start + 1) == b"." {
             format!(
                 "`{shown}.` reads another variable (such as `math.huge`): the game would not \
                  load that as a value"
@@ -868,21 +986,40 @@ impl<'a> Parser<'a, '_> {
         ParseError::new(tok.start, code, message)
     }
 
-    fn key_bytes(&self, key: Node) -> Option<Cow<'a, [u8]>> {
-        match key.kind {
-            Kind::Str {
-                open, close, long, ..
-            } => {
-                let body =
-                    &self.src()[(key.span.start + open) as usize..(key.span.end - close) as usize];
-                Some(if long {
-                    decode_long(body)
-                } else {
-                    decode_quoted(body)
-                })
-            }
-            _ => None,
+    /// Whether the table open here is on the way to a kept path, so its keys are matched.
+    fn parent_matches_paths(&self) -> bool {
+        matches!(
+            self.frames.last().map(|f| f.keep),
+            Some(KeepState::Prefix { .. })
+        )
+    }
+
+    fn key_text(&self, key: Node) -> KeyText {
+        let Kind::Str {
+            open,
+            close,
+            long,
+            escaped,
+        } = key.kind
+        else {
+            return KeyText::None;
+        };
+        if !self.parent_matches_paths() {
+            return KeyText::None;
         }
+        let (start, end) = (
+            (key.span.start + open) as usize,
+            (key.span.end - close) as usize,
+        );
+        if !escaped {
+            return KeyText::At(start, end);
+        }
+        let body = self.bytes(start, end);
+        KeyText::Owned(if long {
+            decode_long(body).into_owned()
+        } else {
+            decode_quoted(body).into_owned()
+        })
     }
 
     fn global_keep(&self, name: &[u8]) -> KeepState {
@@ -943,11 +1080,17 @@ impl<'a> Parser<'a, '_> {
     fn string_constant(
         &mut self,
         at: usize,
-        bytes: &'a [u8],
+        start: usize,
+        end: usize,
         need_index: bool,
     ) -> Result<bool, ParseError> {
+        let source = &self.source;
         self.codegen
-            .string(bytes, || Cow::Borrowed(bytes), need_index)
+            .string(
+                source.bytes(start, end),
+                || source.cow(start, end),
+                need_index,
+            )
             .map_err(|o| self.overflow(at, o))
     }
 
@@ -956,18 +1099,20 @@ impl<'a> Parser<'a, '_> {
     fn quoted_constant(
         &mut self,
         at: usize,
-        body: &'a [u8],
+        start: usize,
+        end: usize,
         escaped: bool,
         hash: u64,
         need_index: bool,
     ) -> Result<bool, ParseError> {
+        let source = &self.source;
         let bytes = || {
             if escaped {
                 let mut out = Vec::new();
-                decode_quoted_into(body, &mut out);
+                decode_quoted_into(source.bytes(start, end), &mut out);
                 Cow::Owned(out)
             } else {
-                Cow::Borrowed(body)
+                source.cow(start, end)
             }
         };
         self.codegen
@@ -984,27 +1129,7 @@ impl<'a> Parser<'a, '_> {
     }
 
     fn overflow(&self, at: usize, what: Overflow) -> ParseError {
-        match what {
-            Overflow::Registers => ParseError::new(
-                at,
-                ErrorCode::TooComplex,
-                format!(
-                    "too many values are pending in the tables open here (Lua 5.1 has {} \
-                     registers per file); Lua 5.1 refuses to load it (function or expression \
-                     too complex)",
-                    super::limits::MAX_REGISTERS
-                ),
-            ),
-            Overflow::Constants => ParseError::new(
-                at,
-                ErrorCode::TooManyConstants,
-                format!(
-                    "the file has more than {} distinct strings and numbers; Lua 5.1 refuses \
-                     to load it (constant table overflow)",
-                    super::limits::MAX_CONSTANTS
-                ),
-            ),
-        }
+        overflow_error(at, what)
     }
 
     fn truncated(&self, at: usize) -> ParseError {
@@ -1012,11 +1137,12 @@ impl<'a> Parser<'a, '_> {
             Some(outer) => {
                 let name = match outer.slot {
                     Slot::Global { name } => {
-                        String::from_utf8_lossy(&self.src()[name.range()]).into_owned()
+                        String::from_utf8_lossy(self.bytes(name.start as usize, name.end as usize))
+                            .into_owned()
                     }
                     Slot::Field { .. } => "a table".to_string(),
                 };
-                let line = Position::of(self.src(), outer.open).line;
+                let line = self.source.line_of(outer.open);
                 format!(
                     "the file ends before `{name}` (opened at line {line}) is closed: it looks \
                      cut off, as when the game crashes while saving"
@@ -1027,6 +1153,30 @@ impl<'a> Parser<'a, '_> {
                 .to_string(),
         };
         ParseError::new(at, ErrorCode::Truncated, message)
+    }
+}
+
+fn overflow_error(at: usize, what: Overflow) -> ParseError {
+    match what {
+        Overflow::Registers => ParseError::new(
+            at,
+            ErrorCode::TooComplex,
+            format!(
+                "too many values are pending in the tables open here (Lua 5.1 has {} \
+                 registers per file); Lua 5.1 refuses to load it (function or expression \
+                 too complex)",
+                super::limits::MAX_REGISTERS
+            ),
+        ),
+        Overflow::Constants => ParseError::new(
+            at,
+            ErrorCode::TooManyConstants,
+            format!(
+                "the file has more than {} distinct strings and numbers; Lua 5.1 refuses \
+                 to load it (constant table overflow)",
+                super::limits::MAX_CONSTANTS
+            ),
+        ),
     }
 }
 
