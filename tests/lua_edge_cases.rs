@@ -447,6 +447,56 @@ fn corrupted_random_syntax_gets_lua51_verdict() {
     );
 }
 
+/// A file read in blocks of any size parses as the whole file does: the same statements and
+/// values when it is valid, and a hand-over to the whole-file parse when it is not.
+#[test]
+fn blocks_of_any_size_parse_as_the_whole_file() {
+    use svsync::lua::{BlocksError, ParseOptions, parse_blocks};
+    let mut runner = runner(800);
+    let strategy = (
+        value(),
+        prop::collection::vec(any::<u8>(), 1..64),
+        any::<prop::sample::Index>(),
+        0u8..6,
+        1usize..40,
+    );
+    runner
+        .run(&strategy, |(v, choices, at, op, block)| {
+            let mut src = render(&v, &choices);
+            let i = at.index(src.len());
+            match op {
+                0 => src.truncate(i),
+                1 => src.insert(i, b'"'),
+                2 => src.insert(i, b'\r'),
+                _ => {}
+            }
+            let options = ParseOptions::default();
+            let whole = svsync::lua::parse_with(&src, &options);
+            let blocks = parse_blocks(&src[..], src.len(), &options, block);
+            match (whole, blocks) {
+                (Ok(whole), Ok(parse)) => {
+                    prop_assert_eq!(parse.len, src.len());
+                    let (doc, _) = parse.into_document(&src);
+                    prop_assert_eq!(doc.globals(), whole.globals());
+                    for (a, b) in doc.globals().iter().zip(whole.globals()) {
+                        prop_assert_eq!(doc.value(a.value).ok(), whole.value(b.value).ok());
+                    }
+                }
+                (Err(_), Err(BlocksError::NeedsWholeFile)) => {}
+                (whole, blocks) => prop_assert!(
+                    false,
+                    "whole {:?}, blocks of {} {:?} for {:?}",
+                    whole.err(),
+                    block,
+                    blocks.err(),
+                    String::from_utf8_lossy(&src)
+                ),
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
 /// The payload encoding, written and read without a JSON tree, loses nothing and is plain
 /// compact JSON: serde_json reads it and writes it back byte for byte.
 #[test]

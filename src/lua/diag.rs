@@ -128,6 +128,12 @@ impl LineIndex {
         LineIndex { starts }
     }
 
+    /// Where the line holding `offset` starts.
+    pub fn line_start(&self, offset: usize) -> usize {
+        let line = self.starts.partition_point(|&s| s <= offset).max(1);
+        self.starts[line - 1]
+    }
+
     pub fn position(&self, src: &[u8], offset: usize) -> Position {
         let offset = offset.min(src.len());
         let line = self.starts.partition_point(|&s| s <= offset).max(1);
@@ -143,6 +149,51 @@ impl LineIndex {
     /// offset after it still maps to a line).
     pub fn line_count(&self) -> usize {
         self.starts.len()
+    }
+}
+
+/// Builds a [`LineIndex`] from a file read in pieces: the same index as [`LineIndex::new`] over
+/// the whole file, whatever the pieces (a CRLF pair may be split between two).
+#[derive(Debug)]
+pub(crate) struct LineStarts {
+    index: LineIndex,
+    /// The line break that ended the last piece, whose partner may open the next one.
+    pending: Option<u8>,
+}
+
+impl LineStarts {
+    pub fn new() -> Self {
+        LineStarts {
+            index: LineIndex { starts: vec![0] },
+            pending: None,
+        }
+    }
+
+    /// Adds the next piece of the file, which starts at `offset`.
+    pub fn feed(&mut self, piece: &[u8], offset: usize) {
+        let mut i = 0;
+        if let (Some(prev), Some(&first)) = (self.pending, piece.first()) {
+            self.pending = None;
+            if matches!(first, b'\n' | b'\r') && first != prev {
+                if let Some(last) = self.index.starts.last_mut() {
+                    *last = offset + 1;
+                }
+                i = 1;
+            }
+        }
+        while let Some(found) = memchr::memchr2(b'\n', b'\r', &piece[i..]) {
+            let at = i + found;
+            let next = super::text::skip_line_break(piece, at);
+            self.index.starts.push(offset + next);
+            if next == piece.len() && next == at + 1 {
+                self.pending = Some(piece[at]);
+            }
+            i = next;
+        }
+    }
+
+    pub fn finish(self) -> LineIndex {
+        self.index
     }
 }
 
@@ -168,6 +219,21 @@ mod tests {
         assert_eq!(Position::of(src, 3), Position { line: 1, column: 3 });
         let bad = b"\xff\xfex";
         assert_eq!(Position::of(bad, 2), Position { line: 1, column: 3 });
+    }
+
+    #[test]
+    fn line_starts_in_pieces_match_the_whole() {
+        let src = b"a\r\nb\n\rc\r\r\n\nd\re\n";
+        let whole = LineIndex::new(src).starts;
+        for cut in 0..=src.len() {
+            for cut2 in cut..=src.len() {
+                let mut pieces = LineStarts::new();
+                pieces.feed(&src[..cut], 0);
+                pieces.feed(&src[cut..cut2], cut);
+                pieces.feed(&src[cut2..], cut2);
+                assert_eq!(pieces.finish().starts, whole, "cut at {cut} and {cut2}");
+            }
+        }
     }
 
     #[test]

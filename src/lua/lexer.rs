@@ -105,6 +105,18 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// A lexer that goes on at `pos` in `src`, remembering the next CR as `next_cr` (0 when
+    /// unknown); see [`Lexer::next_cr`].
+    pub fn resume(src: &'a [u8], pos: usize, next_cr: usize) -> Self {
+        Lexer { src, pos, next_cr }
+    }
+
+    /// What this lexer remembers of where the next CR is, to hand to [`Lexer::resume`] over
+    /// the same bytes.
+    pub fn next_cr(&self) -> usize {
+        self.next_cr
+    }
+
     pub fn src(&self) -> &'a [u8] {
         self.src
     }

@@ -14,6 +14,7 @@ mod splice;
 mod syntax;
 mod text;
 mod value;
+mod window;
 mod write;
 
 pub use diag::{ErrorCode, LineIndex, ParseError, Position};
@@ -25,6 +26,7 @@ pub use splice::{KeyPath, SpliceError, Splicer, WriteFn, splice};
 pub use syntax::{Document, Field, FieldKey, Global, Kind, Node, Span};
 pub use text::{decode_long, decode_quoted, write_quoted};
 pub use value::{Key, LuaValue, NotKept, Number, Table, sequence_len};
+pub use window::{BlockParse, BlocksError, parse_blocks};
 pub use write::{
     Indent, Item, Layout, LineEnding, WriteError, write_file, write_items, write_key, write_number,
     write_value,
