@@ -300,6 +300,30 @@ mod tests {
         }
     }
 
+    /// A finding that quotes a table (a `lastUpdated` that is no stamp) quotes the same text
+    /// in blocks, although that table's text lies far from any scalar that is read again.
+    #[test]
+    fn blocks_quote_tables_far_from_scalars() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("GuildHelper.lua");
+        let src = format!(
+            "GuildHelper_SavedVariables = {{\n\t[\"sharedData\"] = {{\n\t\t[\"roster\"] = {{\n\
+             \t\t\t[\"Ann-Realm\"] = {{ [\"name\"] = \"Ann-Realm\", [\"lastUpdated\"] = \
+             {{ --[[ é {}\n]] 1 }}, }},\n\t\t}},\n\t}},\n}}\n",
+            "x".repeat(9000)
+        );
+        std::fs::write(&path, src).unwrap();
+        assert!(blocks_agree(&path, &[5, 100_000]));
+        let whole = validate_file_with(&path, u64::MAX, 1).unwrap();
+        assert!(
+            whole
+                .warnings
+                .iter()
+                .any(|w| w.message.contains("{ --[[ é x")),
+            "{whole:?}"
+        );
+    }
+
     #[test]
     fn guildhelper_checks_apply_by_name() {
         let src = b"Other = 1\n";

@@ -172,7 +172,8 @@ pub fn parse_blocks(
         return Err(BlocksError::NeedsWholeFile);
     }
     let mut source = WindowSource {
-        reader,
+        // A file that grows while it is read is not read on (and its spans stay small).
+        reader: reader.take(len as u64 + 1),
         buf: Vec::new(),
         base: 0,
         pos: 0,
@@ -205,13 +206,18 @@ impl BlockParse {
     /// they are close. Sorted and disjoint.
     pub fn text_ranges(&self) -> Vec<Range<usize>> {
         const GAP: usize = 4096;
+        /// 40 characters of 4 bytes.
+        const QUOTED: u32 = 160;
         let mut spans: Vec<Range<usize>> = Vec::new();
         let mut add = |start: u32, end: u32| spans.push(start as usize..end as usize);
-        // A table's own text is only its braces: its fields are added one by one.
+        // A table's fields are added one by one; of its own text, only the start, which a
+        // finding may quote (up to 40 characters) or place.
         fn add_node(node: &Node, add: &mut dyn FnMut(u32, u32)) {
             match node.kind {
                 Kind::Skipped => {}
-                Kind::Table { len, .. } if len > 0 => {}
+                Kind::Table { len, .. } if len > 0 => {
+                    add(node.span.start, node.span.end.min(node.span.start + QUOTED));
+                }
                 _ => add(node.span.start, node.span.end),
             }
         }
@@ -304,6 +310,12 @@ mod tests {
             same_as_whole(src, Keep::Nothing);
             same_as_whole(src, Keep::Paths(paths));
         }
+    }
+
+    #[test]
+    fn a_file_that_grows_is_read_one_byte_past_its_size() {
+        let r = parse_blocks(&b"X = 1 Y = 2"[..], 5, &ParseOptions::default(), 2);
+        assert!(matches!(&r, Ok(parse) if parse.len == 6), "{r:?}");
     }
 
     #[test]
