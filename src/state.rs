@@ -350,7 +350,11 @@ impl Store for FileStore {
                 }
             }
         }
-        loaded.records.sort_by_key(|r| (r.started, r.id));
+        // By start; the two records of one session in this process may start in the same
+        // millisecond, and the receiver's is listed first then.
+        loaded
+            .records
+            .sort_by_key(|r| (r.started, r.id, std::cmp::Reverse(r.role)));
         self.prune(&mut loaded.records);
         Ok(loaded)
     }

@@ -115,6 +115,36 @@ fn a_perfect_link_gives_the_merge_engine_result_in_two_round_trips() {
     }
 }
 
+/// In one process the sender sends a large flight in pieces, each once the receiver has taken
+/// the one before: the link never holds more than a piece, and the result is the same.
+#[test]
+fn a_paced_local_link_holds_one_piece_and_gives_the_same_result() {
+    for case in cases() {
+        let whole = {
+            let account = MemAccount::new(case.receiver.clone());
+            let mut h = Harness::new(
+                case.source.clone(),
+                account.clone(),
+                case.target,
+                Faults::default(),
+                T0,
+                7,
+            );
+            assert_eq!(finish(&mut h), Stop::Finished);
+            h.link.max_backlog
+        };
+        let account = MemAccount::new(case.receiver.clone());
+        let mut h = Harness::local(case.source.clone(), account.clone(), case.target, T0, 4);
+        assert_eq!(finish(&mut h), Stop::Finished);
+        assert_eq!(h.outcome(), Some(&Outcome::Complete { written: true }));
+        assert_eq!(account.bytes(), case.want);
+        assert_eq!(account.writes(), 1);
+        // A piece, and an answer on its way back at most.
+        assert!(h.link.max_backlog <= 5, "{}", h.link.max_backlog);
+        assert!(whole > 15, "a whole flight holds {whole} messages");
+    }
+}
+
 /// At least 10,000 seeded fault schedules: each ends in exactly the fault-free result, or in a
 /// clean failure that writes nothing.
 #[test]

@@ -191,6 +191,35 @@ impl Harness {
         h
     }
 
+    /// A sync as the one-shot `merge` runs it in one process: a link without transit time,
+    /// and a sender that sends each flight in pieces of `piece` messages.
+    pub fn local(
+        source: Source,
+        account: MemAccount,
+        target: Target,
+        start: Millis,
+        piece: usize,
+    ) -> Harness {
+        let sender_store = MemStore::new();
+        let receiver_store = MemStore::new();
+        let sender = Self::make_sender(&source, target, &sender_store, 1).with_pieces(piece);
+        let receiver = Self::make_receiver(&account, target, &receiver_store);
+        let mut h = Harness {
+            link: SimLink::new(start, Faults::default()).with_latency(0),
+            account,
+            sender_store,
+            receiver_store,
+            source,
+            target,
+            sender,
+            receiver,
+            next_id: 1,
+            delivery: Delivery::default(),
+        };
+        h.sender.start(&mut h.link);
+        h
+    }
+
     fn make_sender(
         source: &Source,
         target: Target,

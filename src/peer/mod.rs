@@ -33,6 +33,12 @@ pub trait Driver {
     fn handle_timeout(&mut self, t: &mut dyn Transport);
     /// When [`Driver::handle_timeout`] next has something to do.
     fn deadline(&self) -> Option<Millis>;
+    /// The driver holds back messages it has made room for (a sender pacing a large flight).
+    fn has_more(&self) -> bool {
+        false
+    }
+    /// Sends what [`Driver::has_more`] holds back, as far as the transport has room.
+    fn send_more(&mut self, _t: &mut dyn Transport) {}
     /// The driver has nothing more to do (a sender whose sync ended).
     fn is_finished(&self) -> bool {
         false
@@ -90,6 +96,9 @@ pub fn run(
         for d in drivers.iter_mut() {
             if d.deadline().is_some_and(|at| at <= t.now()) {
                 d.handle_timeout(t);
+            }
+            if d.has_more() {
+                d.send_more(t);
             }
         }
         if done(drivers) || drivers.iter().any(|d| d.dead().is_some()) {

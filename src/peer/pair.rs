@@ -153,7 +153,7 @@ pub fn check_job(
 /// A session id to propose: random for a real run, from the seed for a simulated one (so a
 /// schedule is reproducible).
 fn proposed_id(simulation: &Simulation, now: Millis) -> SessionId {
-    let salt = if simulation.faults.is_faulty() || simulation.crash_after.is_some() {
+    let salt = if simulated(simulation) {
         simulation.faults.seed.rotate_left(17)
     } else {
         u64::from(std::process::id())
@@ -183,7 +183,7 @@ pub fn run_pair(job: PairJob) -> Result<PairReport, Failure> {
 /// Runs one sync of `source` (FROM's data, already read) into TO's target table.
 pub fn run_pair_with(mut job: PairJob, source: Source) -> Result<PairReport, Failure> {
     let start = std::time::Instant::now();
-    let simulated = job.simulation.faults.is_faulty() || job.simulation.crash_after.is_some();
+    let simulated = simulated(&job.simulation);
     loop {
         let report = run_once(&mut job, source.clone())?;
         let busy = matches!(report.outcome, PairOutcome::Busy { .. });
@@ -194,9 +194,22 @@ pub fn run_pair_with(mut job: PairJob, source: Source) -> Result<PairReport, Fai
     }
 }
 
+/// Messages a local pair's link holds at most of a large flight: the sender makes the next
+/// ones when the receiver has taken these (about 300 KB).
+const PIECE: usize = 1024;
+
+/// Whether the run simulates faults or a crash (else: two peers in this process).
+fn simulated(simulation: &Simulation) -> bool {
+    simulation.faults.is_faulty() || simulation.crash_after.is_some()
+}
+
 fn run_once(job: &mut PairJob, source: Source) -> Result<PairReport, Failure> {
     let now = crate::time::now_ms();
-    let link = SimLink::new(now, job.simulation.faults);
+    let mut link = SimLink::new(now, job.simulation.faults);
+    if !simulated(&job.simulation) {
+        // In one process a message is handed over as it is made.
+        link = link.with_latency(0);
+    }
     match job.state_dir.clone() {
         Some(dir) => {
             let stores = (FileStore::new(&dir), FileStore::new(&dir));
@@ -242,6 +255,9 @@ fn sync_pair<S: Store, T: Transport>(
     );
     if let Some(p) = job.progress.take() {
         sender = sender.with_progress(p);
+    }
+    if !simulated(&job.simulation) {
+        sender = sender.with_pieces(PIECE);
     }
     let started = link.now();
     sender.start(&mut link);

@@ -40,6 +40,9 @@ pub struct SenderDriver<S: Store> {
     stats: SendStats,
     total_chunks: u64,
     progress: Option<Progress>,
+    /// Send a flight in pieces of this many messages, each once the transport's backlog is
+    /// below it (none: a flight goes whole).
+    piece: Option<usize>,
     resumed: bool,
     dead: Option<Failure>,
 }
@@ -75,6 +78,7 @@ impl<S: Store> SenderDriver<S> {
             stats: SendStats::default(),
             total_chunks,
             progress: None,
+            piece: None,
             resumed: false,
             dead: None,
         }
@@ -82,6 +86,13 @@ impl<S: Store> SenderDriver<S> {
 
     pub fn with_progress(mut self, progress: Progress) -> Self {
         self.progress = Some(progress);
+        self
+    }
+
+    /// Sends each flight in pieces of `messages` (at least 1), so that a link in memory holds
+    /// no more than that of a large table at once.
+    pub fn with_pieces(mut self, messages: usize) -> Self {
+        self.piece = Some(messages.max(1));
         self
     }
 
@@ -254,7 +265,10 @@ impl<S: Store> SenderDriver<S> {
     fn pump(&mut self, t: &mut dyn Transport) {
         let now = t.now();
         let mut flight = Vec::new();
-        while let Some(o) = self.peer.poll() {
+        let piece = self.piece.unwrap_or(usize::MAX);
+        while flight.len() < piece
+            && let Some(o) = self.peer.poll()
+        {
             match o {
                 SenderOut::Send(m) => {
                     if matches!(m, Message::SyncData { .. }) {
@@ -309,6 +323,16 @@ impl<S: Store> Driver for SenderDriver<S> {
 
     fn deadline(&self) -> Option<Millis> {
         self.peer.poll_timeout()
+    }
+
+    fn has_more(&self) -> bool {
+        self.dead.is_none() && self.piece.is_some() && self.peer.has_output()
+    }
+
+    fn send_more(&mut self, t: &mut dyn Transport) {
+        if t.backlog() < self.piece.unwrap_or(usize::MAX) {
+            self.pump(t);
+        }
     }
 
     fn is_finished(&self) -> bool {

@@ -225,6 +225,11 @@ impl Sender {
         }
     }
 
+    /// Whether [`Sender::poll`] has something.
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     /// Per table: its announcement and its counts once confirmed.
     pub fn tables(&self) -> impl Iterator<Item = (Announce, Option<Counts>)> + '_ {
         self.tables.iter().map(|t| (t.announce(), t.counts))

@@ -64,6 +64,11 @@ pub trait Transport {
     fn now(&self) -> Millis;
     /// Sends one flight of messages from endpoint `from` to endpoint `to`.
     fn send(&mut self, from: &str, to: &str, flight: Vec<Vec<u8>>) -> Result<(), TransportError>;
+    /// Messages sent and not yet received, where the transport can tell (a link in memory);
+    /// a sender that paces a large flight waits for it to drain. 0 where it cannot tell.
+    fn backlog(&self) -> usize {
+        0
+    }
     /// The messages that have arrived for local endpoints, oldest first.
     fn recv(&mut self) -> Result<Vec<Envelope>, TransportError>;
     /// Waits until `deadline`, or until something may have arrived. Returns false when nothing

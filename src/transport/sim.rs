@@ -163,9 +163,13 @@ pub struct SimLink {
     timing: Timing,
     queue: BinaryHeap<Reverse<InFlight>>,
     seq: u64,
+    /// Transit time of a message that no fault delays.
+    latency: Millis,
     /// Messages put on the link so far, and messages delivered.
     pub sent: u64,
     pub delivered: u64,
+    /// The most messages the link held at once.
+    pub max_backlog: usize,
 }
 
 impl SimLink {
@@ -178,9 +182,18 @@ impl SimLink {
             timing: Timing::default(),
             queue: BinaryHeap::new(),
             seq: 0,
+            latency: LATENCY_MS,
             sent: 0,
             delivered: 0,
+            max_backlog: 0,
         }
+    }
+
+    /// The same link with another transit time ([`LATENCY_MS`] unless told): 0 for two peers
+    /// in one process, whose messages are handed over as they are made.
+    pub fn with_latency(mut self, latency: Millis) -> Self {
+        self.latency = latency;
+        self
     }
 
     /// The same link with another retry timing.
@@ -201,6 +214,7 @@ impl SimLink {
             seq: self.seq,
             env,
         }));
+        self.max_backlog = self.max_backlog.max(self.queue.len());
     }
 
     /// One message onto the link; the faults apply here.
@@ -221,7 +235,7 @@ impl SimLink {
             }
             bytes.truncate(cut);
         }
-        let mut at = self.clock + LATENCY_MS;
+        let mut at = self.clock + self.latency;
         if self.rng.chance(f.reorder) {
             at += 1 + self.rng.below(400);
         }
@@ -256,6 +270,10 @@ impl Transport for SimLink {
             self.send_one(&from, &to, bytes);
         }
         Ok(())
+    }
+
+    fn backlog(&self) -> usize {
+        self.queue.len()
     }
 
     fn recv(&mut self) -> Result<Vec<Envelope>, TransportError> {

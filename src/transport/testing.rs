@@ -36,6 +36,10 @@ impl<T: Transport> Transport for CrashAfter<T> {
         self.inner.send(from, to, flight)
     }
 
+    fn backlog(&self) -> usize {
+        self.inner.backlog()
+    }
+
     fn recv(&mut self) -> Result<Vec<Envelope>, TransportError> {
         let mut got = self.inner.recv()?;
         let room = self.after.saturating_sub(self.delivered);
