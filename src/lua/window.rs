@@ -26,6 +26,10 @@ const LOOKAHEAD: usize = 4;
 /// `=` and `{`): the window keeps the last this many tokens.
 const PINNED: usize = 8;
 
+/// The longest a window may grow (one token, or the rest of a file after an error): a file
+/// with a longer token is checked whole, which takes less memory than such a window.
+const MAX_WINDOW: usize = 8 << 20;
+
 struct WindowSource<R> {
     reader: R,
     buf: Vec<u8>,
@@ -37,6 +41,7 @@ struct WindowSource<R> {
     next_cr: usize,
     eof: bool,
     block: usize,
+    max_window: usize,
     /// The starts of the last [`PINNED`] tokens handed out; `recent[next_slot]` is the oldest.
     recent: [usize; PINNED],
     next_slot: usize,
@@ -46,13 +51,17 @@ struct WindowSource<R> {
 
 impl<R: Read> WindowSource<R> {
     /// Drops what no token needs any more and reads at least one more block (as much as the
-    /// window holds, so that a long token is read again only a few times).
+    /// window holds, so that a long token is read again only a few times). Fails on a read
+    /// error (kept in `error`) and when the window would pass `max_window`.
     fn refill(&mut self) -> Result<(), ()> {
         let keep_from = self.recent[self.next_slot].min(self.pos).max(self.base);
         let drop = keep_from - self.base;
         if drop > 0 {
             self.buf.drain(..drop);
             self.base = keep_from;
+        }
+        if self.buf.len() >= self.max_window {
+            return Err(());
         }
         let want = self.block.max(self.buf.len());
         let before = self.buf.len();
@@ -168,6 +177,16 @@ pub fn parse_blocks(
     options: &ParseOptions<'_>,
     block: usize,
 ) -> Result<BlockParse, BlocksError> {
+    parse_blocks_within(reader, len, options, block, MAX_WINDOW)
+}
+
+fn parse_blocks_within(
+    reader: impl Read,
+    len: usize,
+    options: &ParseOptions<'_>,
+    block: usize,
+    max_window: usize,
+) -> Result<BlockParse, BlocksError> {
     if len > options.limits.max_file_size {
         return Err(BlocksError::NeedsWholeFile);
     }
@@ -180,6 +199,7 @@ pub fn parse_blocks(
         next_cr: 0,
         eof: false,
         block: block.max(1),
+        max_window,
         recent: [0; PINNED],
         next_slot: 0,
         lines: LineStarts::new(),
@@ -310,6 +330,19 @@ mod tests {
             same_as_whole(src, Keep::Nothing);
             same_as_whole(src, Keep::Paths(paths));
         }
+    }
+
+    #[test]
+    fn a_token_longer_than_the_window_may_grow_asks_for_the_whole_file() {
+        let src = format!("X = {{ \"{}\", 1 }}", "a".repeat(100));
+        let options = ParseOptions::default();
+        let short = parse_blocks_within(src.as_bytes(), src.len(), &options, 8, 64);
+        assert!(
+            matches!(short, Err(BlocksError::NeedsWholeFile)),
+            "{short:?}"
+        );
+        let long = parse_blocks_within(src.as_bytes(), src.len(), &options, 8, 128);
+        assert!(long.is_ok(), "{long:?}");
     }
 
     #[test]
