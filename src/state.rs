@@ -401,8 +401,9 @@ impl Store for FileStore {
         let _ = writeln!(line, "{crc:08x} {index} {}", payload.len());
         line.extend_from_slice(payload);
         line.push(b'\n');
+        // The path is made only for an error: this runs once per chunk.
         out.write_all(line)
-            .map_err(io(&journal_file(&self.dir, sid, table)))
+            .map_err(|e| io(&journal_file(&self.dir, sid, table))(e))
     }
 
     fn journaled(
@@ -481,7 +482,7 @@ impl Store for FileStore {
     fn flush(&mut self) -> Result<(), StoreError> {
         for ((sid, table), w) in &mut self.appenders {
             w.flush()
-                .map_err(io(&journal_file(&self.dir, *sid, *table)))?;
+                .map_err(|e| io(&journal_file(&self.dir, *sid, *table))(e))?;
         }
         Ok(())
     }
