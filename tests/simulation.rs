@@ -80,18 +80,24 @@ fn finish(h: &mut Harness) -> Stop {
     stop
 }
 
+/// A sync of `case` over a perfect simulated link, and the receiver's account.
+fn perfect(case: &Case) -> (Harness, MemAccount) {
+    let account = MemAccount::new(case.receiver.clone());
+    let h = Harness::new(
+        case.source.clone(),
+        account.clone(),
+        case.target,
+        Faults::default(),
+        T0,
+        7,
+    );
+    (h, account)
+}
+
 #[test]
 fn a_perfect_link_gives_the_merge_engine_result_in_two_round_trips() {
     for case in cases() {
-        let account = MemAccount::new(case.receiver.clone());
-        let mut h = Harness::new(
-            case.source.clone(),
-            account.clone(),
-            case.target,
-            Faults::default(),
-            T0,
-            7,
-        );
+        let (mut h, account) = perfect(&case);
         assert_eq!(finish(&mut h), Stop::Finished);
         assert_eq!(h.outcome(), Some(&Outcome::Complete { written: true }));
         assert_eq!(account.bytes(), case.want);
@@ -121,15 +127,7 @@ fn a_perfect_link_gives_the_merge_engine_result_in_two_round_trips() {
 fn a_paced_local_link_holds_one_piece_and_gives_the_same_result() {
     for case in cases() {
         let whole = {
-            let account = MemAccount::new(case.receiver.clone());
-            let mut h = Harness::new(
-                case.source.clone(),
-                account.clone(),
-                case.target,
-                Faults::default(),
-                T0,
-                7,
-            );
+            let (mut h, _) = perfect(&case);
             assert_eq!(finish(&mut h), Stop::Finished);
             h.link.max_backlog
         };

@@ -171,24 +171,8 @@ impl Harness {
         start: Millis,
         first_id: u32,
     ) -> Harness {
-        let sender_store = MemStore::new();
-        let receiver_store = MemStore::new();
-        let sender = Self::make_sender(&source, target, &sender_store, first_id.max(1));
-        let receiver = Self::make_receiver(&account, target, &receiver_store);
-        let mut h = Harness {
-            link: SimLink::new(start, faults),
-            account,
-            sender_store,
-            receiver_store,
-            source,
-            target,
-            sender,
-            receiver,
-            next_id: first_id.max(1),
-            delivery: Delivery::default(),
-        };
-        h.sender.start(&mut h.link);
-        h
+        let link = SimLink::new(start, faults);
+        Self::over(source, account, target, link, first_id.max(1), None)
     }
 
     /// A sync as the one-shot `merge` runs it in one process: a link without transit time,
@@ -200,12 +184,27 @@ impl Harness {
         start: Millis,
         piece: usize,
     ) -> Harness {
+        let link = SimLink::new(start, Faults::default()).with_latency(0);
+        Self::over(source, account, target, link, 1, Some(piece))
+    }
+
+    fn over(
+        source: Source,
+        account: MemAccount,
+        target: Target,
+        link: SimLink,
+        first_id: u32,
+        piece: Option<usize>,
+    ) -> Harness {
         let sender_store = MemStore::new();
         let receiver_store = MemStore::new();
-        let sender = Self::make_sender(&source, target, &sender_store, 1).with_pieces(piece);
+        let mut sender = Self::make_sender(&source, target, &sender_store, first_id);
+        if let Some(piece) = piece {
+            sender = sender.with_pieces(piece);
+        }
         let receiver = Self::make_receiver(&account, target, &receiver_store);
         let mut h = Harness {
-            link: SimLink::new(start, Faults::default()).with_latency(0),
+            link,
             account,
             sender_store,
             receiver_store,
@@ -213,7 +212,7 @@ impl Harness {
             target,
             sender,
             receiver,
-            next_id: 1,
+            next_id: first_id,
             delivery: Delivery::default(),
         };
         h.sender.start(&mut h.link);
