@@ -90,7 +90,9 @@ impl<S: Store> SenderDriver<S> {
     }
 
     /// Sends each flight in pieces of `messages` (at least 1), so that a link in memory holds
-    /// no more than that of a large table at once.
+    /// no more than that of a large table at once. For a link without transit time: on a
+    /// slower one each piece waits a round, and a large table could outlast the retry time.
+    /// Only a loop that calls [`Driver::send_more`] ([`crate::peer::run`]) sends the rest.
     pub fn with_pieces(mut self, messages: usize) -> Self {
         self.piece = Some(messages.max(1));
         self
@@ -261,8 +263,13 @@ impl<S: Store> SenderDriver<S> {
         }
     }
 
-    /// Everything the peer produced: one flight of messages, its events logged.
+    /// Everything the peer produced: one flight of messages, its events logged. With pieces,
+    /// at most one piece, and none while the transport holds a piece already (the run loop
+    /// asks again through [`Driver::send_more`]).
     fn pump(&mut self, t: &mut dyn Transport) {
+        if self.piece.is_some_and(|piece| t.backlog() >= piece) {
+            return;
+        }
         let now = t.now();
         let mut flight = Vec::new();
         let piece = self.piece.unwrap_or(usize::MAX);
@@ -330,13 +337,12 @@ impl<S: Store> Driver for SenderDriver<S> {
     }
 
     fn send_more(&mut self, t: &mut dyn Transport) {
-        if t.backlog() < self.piece.unwrap_or(usize::MAX) {
-            self.pump(t);
-        }
+        self.pump(t);
     }
 
+    /// The sync ended and everything it made went out (its end is logged and recorded).
     fn is_finished(&self) -> bool {
-        self.peer.outcome().is_some()
+        self.peer.outcome().is_some() && !self.peer.has_output()
     }
 
     fn dead(&self) -> Option<&Failure> {

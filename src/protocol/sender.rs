@@ -324,6 +324,9 @@ impl Sender {
     }
 
     fn finish(&mut self, outcome: Outcome) {
+        // Chunks not yet polled (a driver sending a flight in pieces) are not worth sending
+        // any more.
+        self.out.retain(|q| matches!(q, Queued::Out(_)));
         self.event(SenderEvent::Finished(outcome.clone()));
         self.outcome = Some(outcome);
         self.state = State::Done;
@@ -773,6 +776,45 @@ mod tests {
             s.outcome(),
             Some(Outcome::Failed(SendFailure::Refused { .. }))
         ));
+    }
+
+    /// A refusal that comes while most of a flight is still to be polled (a driver sending it
+    /// in pieces): the rest of the chunks are dropped, and the end is still told.
+    #[test]
+    fn a_refusal_mid_flight_drops_the_chunks_not_yet_polled() {
+        let p = Payload::new(TableName::Roster, vec![b'r'; 5000]);
+        let mut s = Sender::new(Timing::default(), SessionId(5), source(vec![p]));
+        s.start(0);
+        drain(&mut s);
+        s.handle(
+            1,
+            Message::SyncAccept {
+                sid: SessionId(5),
+                done: TableSet::EMPTY,
+                partial: TableSet::EMPTY,
+            },
+        );
+        let first: Vec<SenderOut> = std::iter::from_fn(|| s.poll()).take(5).collect();
+        assert!(sent(&first).iter().any(|m| m.kind() == "SYNC_DATA"));
+        s.handle(
+            2,
+            Message::SyncError {
+                sid: SessionId(5),
+                table: Some(TableName::Roster),
+                reason: "bad".into(),
+            },
+        );
+        let rest = drain(&mut s);
+        assert!(
+            sent(&rest).iter().all(|m| m.kind() != "SYNC_DATA"),
+            "{:?}",
+            sent(&rest).iter().map(|m| m.kind()).collect::<Vec<_>>()
+        );
+        assert!(rest.iter().any(|o| matches!(
+            o,
+            SenderOut::Event(SenderEvent::Finished(Outcome::Failed(_)))
+        )));
+        assert!(!s.has_output());
     }
 
     proptest! {
