@@ -7,12 +7,11 @@
 //! the synced tables' text is held, so a check takes less memory than the file; a file with
 //! errors is then read whole, so that every finding is worded and placed as for a small one.
 
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 
 use crate::lua::{
     BlocksError, Document, Keep, Limits, LineIndex, ParseOptions, parse_blocks, parse_with,

@@ -117,15 +117,9 @@ pub struct LineIndex {
 
 impl LineIndex {
     pub fn new(src: &[u8]) -> LineIndex {
-        let mut starts = vec![0];
-        let mut i = 0;
-        while let Some(found) = memchr::memchr2(b'\n', b'\r', &src[i..]) {
-            // A CRLF or LFCR pair is one line break, as in Lua's lexer.
-            let next = super::text::skip_line_break(src, i + found);
-            starts.push(next);
-            i = next;
-        }
-        LineIndex { starts }
+        let mut starts = LineStarts::new();
+        starts.feed(src, 0);
+        starts.finish()
     }
 
     /// Where the line holding `offset` starts.
@@ -182,6 +176,7 @@ impl LineStarts {
             }
         }
         while let Some(found) = memchr::memchr2(b'\n', b'\r', &piece[i..]) {
+            // A CRLF or LFCR pair is one line break, as in Lua's lexer.
             let at = i + found;
             let next = super::text::skip_line_break(piece, at);
             self.index.starts.push(offset + next);

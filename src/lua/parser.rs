@@ -65,7 +65,7 @@ pub fn parse_with<'a>(
         ));
     }
     let (globals, fields, recount) =
-        parse_source(SliceSource(Lexer::new(src)), src.len(), options)?;
+        parse_source(SliceSource(Lexer::new(src)), src.len(), options).0?;
     if let Some(first_scalars) = recount
         && let Some(at) = exact_constant_overflow(src, first_scalars)
     {
@@ -84,11 +84,12 @@ pub fn parse_with<'a>(
 type Parsed = (Vec<Global>, Vec<Field>, Option<usize>);
 
 /// Parses everything `source` yields; `len` is the file's size (it sizes the constant count).
+/// The source comes back with the result, for what it learned on the way.
 pub(crate) fn parse_source<'a, S: Source<'a>>(
     source: S,
     len: usize,
     options: &ParseOptions<'_>,
-) -> Result<Parsed, ParseError> {
+) -> (Result<Parsed, ParseError>, S) {
     let paths: &[&[&str]] = match options.keep {
         Keep::Paths(p) => &p[..p.len().min(64)],
         _ => &[],
@@ -103,7 +104,9 @@ pub(crate) fn parse_source<'a, S: Source<'a>>(
         fields: Vec::new(),
         globals: Vec::new(),
     };
-    parser.chunk()?;
+    if let Err(e) = parser.chunk() {
+        return (Err(e), parser.source);
+    }
     let recount = parser
         .codegen
         .needs_exact_recount()
@@ -111,7 +114,7 @@ pub(crate) fn parse_source<'a, S: Source<'a>>(
     // The arena grew by doubling: give back what it does not hold.
     let mut fields = parser.fields;
     fields.shrink_to_fit();
-    Ok((parser.globals, fields, recount))
+    (Ok((parser.globals, fields, recount)), parser.source)
 }
 
 /// Counts the constants of a valid file exactly, by value, and returns where the count first
@@ -175,34 +178,6 @@ pub(crate) trait Source<'a> {
     fn set_pos(&mut self, pos: usize);
     /// The line of `offset`, for an error message.
     fn line_of(&self, offset: usize) -> usize;
-}
-
-impl<'a, S: Source<'a>> Source<'a> for &mut S {
-    #[inline]
-    fn next_token(&mut self) -> Result<Token, ParseError> {
-        (**self).next_token()
-    }
-
-    #[inline]
-    fn bytes(&self, start: usize, end: usize) -> &[u8] {
-        (**self).bytes(start, end)
-    }
-
-    fn cow(&self, start: usize, end: usize) -> Cow<'a, [u8]> {
-        (**self).cow(start, end)
-    }
-
-    fn pos(&self) -> usize {
-        (**self).pos()
-    }
-
-    fn set_pos(&mut self, pos: usize) {
-        (**self).set_pos(pos);
-    }
-
-    fn line_of(&self, offset: usize) -> usize {
-        (**self).line_of(offset)
-    }
 }
 
 /// A whole file in memory: every byte is at hand and constants borrow from it.

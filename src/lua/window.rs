@@ -190,7 +190,7 @@ fn parse_blocks_within(
     if len > options.limits.max_file_size {
         return Err(BlocksError::NeedsWholeFile);
     }
-    let mut source = WindowSource {
+    let source = WindowSource {
         // A file that grows while it is read is not read on (and its spans stay small).
         reader: reader.take(len as u64 + 1),
         buf: Vec::new(),
@@ -205,7 +205,7 @@ fn parse_blocks_within(
         lines: LineStarts::new(),
         error: None,
     };
-    let result = parse_source(&mut source, len, options);
+    let (result, mut source) = parse_source(source, len, options);
     if let Some(e) = source.error.take() {
         return Err(BlocksError::Io(e));
     }
