@@ -66,6 +66,11 @@ pub struct Merged {
     pub duplicates: u32,
 }
 
+/// The writer's depth of a synced table's records in a SavedVariables file
+/// (`GuildHelper_SavedVariables[target][table][key] = record`): the depth a merge into a file
+/// writes its changed records at.
+pub const RECORD_DEPTH: usize = 3;
+
 /// Where a merged record is.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Held {
@@ -73,6 +78,19 @@ pub enum Held {
     Kept(Node),
     /// A record to write.
     Value(LuaValue),
+    /// A record to write, written already (in the file's layout, at [`RECORD_DEPTH`]): a merge
+    /// into a file lets each value go as soon as it is placed, since the text takes a fraction
+    /// of the memory of the value's many small allocations.
+    Text(Box<[u8]>),
+}
+
+/// A record's value from its text (as [`Held::Text`] holds it).
+fn value_of_text(text: &[u8]) -> Option<LuaValue> {
+    let mut src = Vec::with_capacity(text.len() + 2);
+    src.extend_from_slice(b"X=");
+    src.extend_from_slice(text);
+    let doc = crate::lua::parse(&src).ok()?;
+    doc.value(doc.global("X")?.value).ok().flatten()
 }
 
 /// A table merged into the receiver's file: its entries in table order, each record either
@@ -94,6 +112,9 @@ struct Merging<'d, 'a> {
     layout: Layout,
     /// Where kept records are read from.
     doc: Option<&'d Document<'a>>,
+    /// The file's layout: records that change are held as their text (see [`Held::Text`]).
+    write: Option<crate::lua::Layout>,
+    scratch: Vec<u8>,
     slots: Vec<(Part, Held)>,
     /// The stamp of each slot's record (most verdicts need nothing else of a kept record).
     stamps: Vec<Option<u64>>,
@@ -103,11 +124,18 @@ struct Merging<'d, 'a> {
 }
 
 impl<'d, 'a> Merging<'d, 'a> {
-    fn new(table: TableName, layout: Layout, doc: Option<&'d Document<'a>>) -> Self {
+    fn new(
+        table: TableName,
+        layout: Layout,
+        doc: Option<&'d Document<'a>>,
+        write: Option<crate::lua::Layout>,
+    ) -> Self {
         Merging {
             table,
             layout,
             doc,
+            write,
+            scratch: Vec::new(),
             slots: Vec::new(),
             stamps: Vec::new(),
             index: HashMap::new(),
@@ -125,6 +153,22 @@ impl<'d, 'a> Merging<'d, 'a> {
                     .and_then(|doc| doc.value(*node).ok().flatten())
                     .unwrap_or_else(|| LuaValue::Table(Table::new())),
             ),
+            Held::Text(text) => {
+                Cow::Owned(value_of_text(text).unwrap_or_else(|| LuaValue::Table(Table::new())))
+            }
+        }
+    }
+
+    /// A record to write, held as its text when merging into a file. A value the writer
+    /// refuses stays a value, so that finishing reports why.
+    fn hold(&mut self, value: LuaValue) -> Held {
+        let Some(layout) = self.write else {
+            return Held::Value(value);
+        };
+        self.scratch.clear();
+        match crate::lua::write_value(&mut self.scratch, &value, layout, RECORD_DEPTH) {
+            Ok(()) => Held::Text(self.scratch.as_slice().into()),
+            Err(_) => Held::Value(value),
         }
     }
 
@@ -139,7 +183,7 @@ impl<'d, 'a> Merging<'d, 'a> {
         let stamp = stamp(self.table, &e.value);
         let held = match keep {
             Some(node) => Held::Kept(node),
-            None => Held::Value(e.value),
+            None => self.hold(e.value),
         };
         self.place_target(e.part, held, id, stamp) && stays
     }
@@ -216,7 +260,8 @@ impl<'d, 'a> Merging<'d, 'a> {
             self.counts.added += 1;
             self.index.insert(id, self.slots.len());
             self.stamps.push(incoming_stamp);
-            self.slots.push((e.part, Held::Value(e.value)));
+            let held = self.hold(e.value);
+            self.slots.push((e.part, held));
             return;
         };
         let verdict = judge_by(
@@ -227,23 +272,31 @@ impl<'d, 'a> Merging<'d, 'a> {
             incoming_stamp,
         );
         let counts = &mut self.counts;
-        let slot = &mut self.slots[at].1;
-        match verdict {
+        let wins = match verdict {
             Verdict::Replace => {
                 counts.updated += 1;
-                self.stamps[at] = incoming_stamp;
-                *slot = Held::Value(e.value);
+                true
             }
-            Verdict::KeepNewer => counts.kept_newer += 1,
-            Verdict::Unchanged => counts.unchanged += 1,
+            Verdict::KeepNewer => {
+                counts.kept_newer += 1;
+                false
+            }
+            Verdict::Unchanged => {
+                counts.unchanged += 1;
+                false
+            }
             Verdict::Conflict { incoming_wins } => {
                 counts.conflicts += 1;
-                if incoming_wins {
-                    self.stamps[at] = incoming_stamp;
-                    *slot = Held::Value(e.value);
-                }
+                incoming_wins
             }
-            Verdict::Skip => counts.skipped += 1,
+            Verdict::Skip => {
+                counts.skipped += 1;
+                false
+            }
+        };
+        if wins {
+            self.stamps[at] = incoming_stamp;
+            self.slots[at].1 = self.hold(e.value);
         }
     }
 }
@@ -363,7 +416,7 @@ pub fn merge_owned(
     target: Option<Table>,
     layout: Layout,
 ) -> Merged {
-    let mut m = Merging::new(table, layout, None);
+    let mut m = Merging::new(table, layout, None, None);
     for e in target.map(into_entries).unwrap_or_default() {
         m.target(e.part, e.value, None);
     }
@@ -373,7 +426,7 @@ pub fn merge_owned(
     // Without a file, every record is a value.
     let merged = assemble(m.slots.into_iter().filter_map(|(part, held)| match held {
         Held::Value(value) => Some(Entry { part, value }),
-        Held::Kept(_) => None,
+        Held::Kept(_) | Held::Text(_) => None,
     }));
     Merged {
         table: merged,
@@ -386,15 +439,17 @@ pub fn merge_owned(
 
 /// Merges `incoming` into the table at `node` of the receiver's file (`None`: the file has
 /// none), in `layout`, with the rules of [`merge_table`]. The file's records that stay as they
-/// are stay as nodes: only what changes becomes a value.
+/// are stay as nodes: only what changes becomes a value, or with `write` (the file's layout)
+/// the value's text ([`Held::Text`]).
 pub fn merge_into_file(
     doc: &Document<'_>,
     node: Option<Node>,
     table: TableName,
     incoming: Table,
     layout: Layout,
+    write: Option<crate::lua::Layout>,
 ) -> FileMerged {
-    let Ok(merged) = merge_into_file_with(doc, node, table, layout, |add| {
+    let Ok(merged) = merge_into_file_with(doc, node, table, layout, write, |add| {
         into_entries(incoming).into_iter().for_each(add);
         Ok::<_, std::convert::Infallible>(())
     });
@@ -408,10 +463,11 @@ pub fn merge_into_file_with<E>(
     node: Option<Node>,
     table: TableName,
     layout: Layout,
+    write: Option<crate::lua::Layout>,
     incoming: impl FnOnce(&mut dyn FnMut(Entry)) -> Result<(), E>,
 ) -> Result<FileMerged, E> {
     let original = node.map(|n| doc.entries_of(n)).unwrap_or_default();
-    let mut m = Merging::new(table, layout, Some(doc));
+    let mut m = Merging::new(table, layout, Some(doc), write);
     // Whether a record of the file does not stay as it is, where it is.
     let mut moved = false;
     for (part, record) in split_parts(original) {
@@ -435,7 +491,7 @@ pub fn merge_into_file_with<E>(
         || moved
         || entries
             .iter()
-            .any(|(_, held)| matches!(held, Held::Value(_)));
+            .any(|(_, held)| !matches!(held, Held::Kept(_)));
     Ok(FileMerged {
         entries,
         counts: m.counts,
@@ -463,6 +519,11 @@ impl Records<'_> {
                         Held::Value(v) => f(k, v),
                         Held::Kept(n) => {
                             if let Ok(Some(v)) = doc.value(*n) {
+                                f(k, &v);
+                            }
+                        }
+                        Held::Text(text) => {
+                            if let Some(v) = value_of_text(text) {
                                 f(k, &v);
                             }
                         }

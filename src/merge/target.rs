@@ -47,6 +47,8 @@ pub struct TargetFile {
     target: Target,
     /// The layout of each table of the receiver's own `sharedData` (what its addon reads).
     own: [Option<Layout>; 5],
+    /// The file's layout, which merged records are written in.
+    write: crate::lua::Layout,
     merged: BTreeMap<TableName, FileMerged>,
 }
 
@@ -95,10 +97,12 @@ impl TargetFile {
                 .map(std::borrow::Cow::Owned);
             own[position(name)] = layout_of_values(name, values);
         }
+        let write = crate::lua::Layout::detect(file.bytes());
         Ok(TargetFile {
             file,
             target,
             own,
+            write,
             merged: BTreeMap::new(),
         })
     }
@@ -134,7 +138,7 @@ impl TargetFile {
         });
         let doc = self.file.doc();
         let node = node_at(doc, self.target, &[name.as_str()]);
-        let merged = merge_into_file(doc, node, name, incoming, layout);
+        let merged = merge_into_file(doc, node, name, incoming, layout, Some(self.write));
         let counts = merged.counts;
         self.merged.insert(name, merged);
         counts
@@ -147,7 +151,7 @@ impl TargetFile {
             let doc = self.file.doc();
             let node = node_at(doc, self.target, &[name.as_str()]);
             let mut whole = false;
-            let merged = merge_into_file_with(doc, node, name, layout, |add| {
+            let merged = merge_into_file_with(doc, node, name, layout, Some(self.write), |add| {
                 whole = !for_each_entry(payload, add)?;
                 Ok::<_, JsonError>(())
             })?;
@@ -231,7 +235,7 @@ impl TargetFile {
                 .collect();
             written.push(("metadata", entries));
         }
-        let layout = crate::lua::Layout::detect(doc.src());
+        let layout = self.write;
         // Each table's items, then a writer for each: both outlive the splicer, which writes
         // the tables straight into the output when it finishes.
         let target_key = self.target.key();
@@ -324,6 +328,7 @@ fn items<'e>(doc: &'e Document<'_>, entries: &'e [(Key, Held)]) -> Vec<(&'e Key,
             let item = match held {
                 Held::Kept(node) => Item::Text(doc.text(node.span)),
                 Held::Value(v) => Item::Value(v),
+                Held::Text(text) => Item::Text(text),
             };
             (k, item)
         })
@@ -375,6 +380,7 @@ fn holds(back: &Document<'_>, node: Node, original: &[u8], entries: &[(Key, Held
                 original.get(n.span.range()) == Some(back.text(field.value.span))
             }
             Some(Held::Value(v)) => back.matches(field.value, v),
+            Some(Held::Text(text)) => back.text(field.value.span) == &text[..],
             None => false,
         }
     })

@@ -496,3 +496,62 @@ proptest! {
         }
     }
 }
+
+/// A merge into a file holds each record it writes as that record's text, written as the
+/// splice will place it, and a later tie with such a record is judged on its value read back.
+#[test]
+fn a_merge_into_a_file_holds_changed_records_as_their_text() {
+    let target = Table::array([
+        news("a", "20240101000000", "old a"),
+        news("b", "20240301000000", "kept b"),
+    ]);
+    // `c` twice with equal stamps: the second is judged against the first, held as text.
+    let incoming = Table::array([
+        news("a", "20240201000000", "new a"),
+        news("c", "20240401000000", "c one"),
+        news("c", "20240401000000", "c two"),
+        news("d", "20240401000000", "d"),
+    ]);
+    let text_layout = crate::lua::Layout {
+        indent: crate::lua::Indent::Tabs,
+        line_ending: crate::lua::LineEnding::CrLf,
+    };
+    let shared = Table::from_entries([(
+        Key::str("sharedData"),
+        LuaValue::Table(map(vec![("news", LuaValue::Table(target.clone()))])),
+    )]);
+    let file = crate::lua::write_file(
+        &[(SAVED_VARIABLES, Some(&LuaValue::Table(shared)))],
+        text_layout,
+    )
+    .unwrap();
+    let doc = crate::lua::parse(&file).unwrap();
+    let sv = doc.global(SAVED_VARIABLES).unwrap().value;
+    let node = doc.get(doc.get(sv, b"sharedData").unwrap().value, b"news");
+    let want = merge_table(TableName::News, &incoming, Some(&target), Layout::Older);
+    let got = merge_into_file(
+        &doc,
+        node.map(|f| f.value),
+        TableName::News,
+        incoming,
+        Layout::Older,
+        Some(text_layout),
+    );
+    assert_eq!(got.counts, want.counts);
+    assert_eq!(got.counts.conflicts, 1);
+    assert_eq!(got.entries.len(), want.table.len());
+    for (key, held) in &got.entries {
+        let value = want.table.get(key).unwrap();
+        let mut text = Vec::new();
+        crate::lua::write_value(&mut text, value, text_layout, RECORD_DEPTH).unwrap();
+        match held {
+            Held::Text(t) => assert_eq!(&t[..], &text[..], "{key:?}"),
+            Held::Kept(n) => assert_eq!(doc.text(n.span), &text[..], "{key:?}"),
+            Held::Value(_) => panic!("{key:?} is held as a value"),
+        }
+    }
+    assert!(
+        matches!(got.entries[1].1, Held::Kept(_)),
+        "b stays as it is"
+    );
+}
