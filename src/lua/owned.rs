@@ -4,7 +4,7 @@
 
 use super::diag::{ParseError, Position};
 use super::parser::{ParseOptions, parse_with};
-use super::syntax::Document;
+use super::syntax::{Document, Kind, Node};
 
 self_cell::self_cell!(
     /// Owned bytes and the [`Document`] parsed from them.
@@ -34,6 +34,29 @@ impl ParsedFile {
                 error,
             })
         })
+    }
+
+    /// A table's text (`{ ... }`, as a file has it) parsed on its own: the file and the
+    /// table's node in it. `None` when the text is not one table.
+    pub fn table(text: &[u8]) -> Option<(ParsedFile, Node)> {
+        let mut src = Vec::with_capacity(text.len() + 2);
+        src.extend_from_slice(b"X=");
+        src.extend_from_slice(text);
+        let options = ParseOptions {
+            keep: super::Keep::All,
+            limits: super::Limits {
+                lua_compiler_limits: false,
+                ..Default::default()
+            },
+        };
+        let file = ParsedFile::parse(src, &options).ok()?;
+        let node = file.doc().global("X")?.value;
+        matches!(node.kind, Kind::Table { .. }).then_some((file, node))
+    }
+
+    /// See [`Document::defer`].
+    pub fn defer(&mut self, tables: &[Node]) {
+        self.with_dependent_mut(|_, doc| doc.defer(tables));
     }
 
     pub fn doc(&self) -> &Document<'_> {

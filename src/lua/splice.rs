@@ -195,7 +195,7 @@ impl<'d, 'a, 'w> Splicer<'d, 'a, 'w> {
     fn check_table(&self, node: Node, walked: &[&str]) -> Result<(), SpliceError> {
         match node.kind {
             Kind::Table { .. } => Ok(()),
-            Kind::Skipped => Err(SpliceError::NotKept(walked.join("."))),
+            Kind::Skipped | Kind::Deferred => Err(SpliceError::NotKept(walked.join("."))),
             _ => Err(SpliceError::NotATable(walked.join("."))),
         }
     }

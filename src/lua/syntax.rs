@@ -46,6 +46,10 @@ pub enum Kind {
     },
     /// A table that was checked but not kept (outside the paths the caller asked for).
     Skipped,
+    /// A table whose fields were let go after the parse ([`Document::defer`]): only its span
+    /// is kept, and its value is read from its text when asked for ([`Document::value`];
+    /// [`ParsedFile::table`](super::ParsedFile::table) parses it).
+    Deferred,
 }
 
 /// A value and where it is in the file.
@@ -117,8 +121,116 @@ impl<'a> Document<'a> {
         }
     }
 
+    /// Keeps only the spans of `tables` (tables of this document): each becomes
+    /// [`Kind::Deferred`] and the fields under it are let go, so that a file's records, once
+    /// read, cost one node each. Their values are then read from their text when asked for.
+    pub fn defer(&mut self, tables: &[Node]) {
+        // What goes is one run of `fields` per table: its nested tables close, and append their
+        // fields, before it appends its own.
+        let mut starts = Vec::new();
+        let mut runs = Vec::new();
+        for node in tables {
+            if let Kind::Table { first, len } = node.kind {
+                starts.push(node.span.start);
+                runs.push((self.subtree_start(first, len), first + len));
+            }
+        }
+        if runs.is_empty() {
+            return;
+        }
+        starts.sort_unstable();
+        runs.sort_unstable();
+        // Runs of tables nested in one another merge.
+        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(runs.len());
+        for (start, end) in runs {
+            match merged.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        // Per run: its end, and how many fields go up to it.
+        let mut gone = 0u32;
+        let ends: Vec<(u32, u32)> = merged
+            .iter()
+            .map(|&(start, end)| {
+                gone += end - start;
+                (end, gone)
+            })
+            .collect();
+        let moved = |i: u32| {
+            let before = ends.partition_point(|&(end, _)| end <= i);
+            i - before.checked_sub(1).map_or(0, |r| ends[r].1)
+        };
+        let remap = |node: Node| match node.kind {
+            Kind::Table { .. } if starts.binary_search(&node.span.start).is_ok() => Node {
+                kind: Kind::Deferred,
+                ..node
+            },
+            Kind::Table { first, len } => Node {
+                kind: Kind::Table {
+                    first: moved(first),
+                    len,
+                },
+                ..node
+            },
+            _ => node,
+        };
+        let mut out = 0usize;
+        let mut at = 0usize;
+        let mut runs = merged.iter().peekable();
+        while at < self.fields.len() {
+            if let Some(&&(start, end)) = runs.peek()
+                && at == start as usize
+            {
+                at = end as usize;
+                runs.next();
+                continue;
+            }
+            let mut field = self.fields[at];
+            field.value = remap(field.value);
+            if let FieldKey::Bracket(key) = field.key {
+                field.key = FieldKey::Bracket(remap(key));
+            }
+            self.fields[out] = field;
+            out += 1;
+            at += 1;
+        }
+        self.fields.truncate(out);
+        self.fields.shrink_to_fit();
+        for global in &mut self.globals {
+            global.value = remap(global.value);
+        }
+    }
+
+    /// Where the fields under the table whose own fields are `first..first + len` begin: at
+    /// those of its first nested table, which closed first.
+    fn subtree_start(&self, mut first: u32, mut len: u32) -> u32 {
+        loop {
+            let nested = self.fields[first as usize..(first + len) as usize]
+                .iter()
+                .flat_map(|f| {
+                    let key = match f.key {
+                        FieldKey::Bracket(key) => Some(key),
+                        _ => None,
+                    };
+                    key.into_iter().chain(std::iter::once(f.value))
+                })
+                .find_map(|n| match n.kind {
+                    Kind::Table { first, len } => Some((first, len)),
+                    _ => None,
+                });
+            match nested {
+                Some((f, l)) => (first, len) = (f, l),
+                None => return first,
+            }
+        }
+    }
+
     pub fn is_table(&self, node: Node) -> bool {
-        matches!(node.kind, Kind::Table { .. } | Kind::Skipped)
+        matches!(
+            node.kind,
+            Kind::Table { .. } | Kind::Skipped | Kind::Deferred
+        )
     }
 
     /// The bytes of a string value, escapes decoded.
@@ -191,6 +303,90 @@ impl<'a> Document<'a> {
             // The `[` is just before the key expression, possibly with trivia between; the
             // key's own span is a good place to point at.
             FieldKey::Bracket(node) => node.span.start,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every table node of `doc`, in the order met.
+    fn tables(doc: &Document<'_>) -> Vec<Node> {
+        let mut out = Vec::new();
+        let mut stack: Vec<Node> = doc.globals.iter().map(|g| g.value).collect();
+        while let Some(node) = stack.pop() {
+            if matches!(node.kind, Kind::Table { .. }) {
+                out.push(node);
+                for f in doc.fields(node) {
+                    stack.push(f.value);
+                    if let FieldKey::Bracket(k) = f.key {
+                        stack.push(k);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Deferring any set of tables keeps every value (deferred ones read from their text) and
+    /// lets go of exactly the fields under them.
+    #[test]
+    fn deferring_any_tables_keeps_every_value() {
+        let src = br#"
+A = { 1, "}", { x = { {}, { "{" } }, [2] = { y = 1 } }, ["k"] = { 3, 4 }, n = -1.5e3 }
+B = { { { { deep = true } } }, [ [[lo]] ] = { [10] = { "a", "b" } }, {} }
+C = 7
+"#;
+        let doc = crate::lua::parse(src).unwrap();
+        let all = tables(&doc);
+        assert!(all.len() >= 12 && all.len() < 20, "{}", all.len());
+        let want: Vec<_> = doc.globals.iter().map(|g| doc.value(g.value)).collect();
+        // Fields at or under a table, itself included when it is a field's value.
+        let under = |n: Node| {
+            tables(&Document {
+                src: doc.src,
+                globals: vec![Global {
+                    name: Span { start: 0, end: 0 },
+                    value: n,
+                }],
+                fields: doc.fields.clone(),
+            })
+            .iter()
+            .map(|t| doc.fields(*t).len())
+            .sum::<usize>()
+        };
+        for mask in 0u32..1 << all.len() {
+            let chosen: Vec<Node> = (0..all.len())
+                .filter(|i| mask & (1 << i) != 0)
+                .map(|i| all[i])
+                .collect();
+            let mut deferred = doc.clone();
+            deferred.defer(&chosen);
+            let got: Vec<_> = deferred
+                .globals
+                .iter()
+                .map(|g| deferred.value(g.value))
+                .collect();
+            assert_eq!(got, want, "{mask:b}");
+            let left = tables(&deferred);
+            for t in &chosen {
+                assert!(!left.iter().any(|l| l.span == t.span), "{mask:b}");
+            }
+            // What is left is the fields of the tables not under a chosen one.
+            let gone: usize = {
+                let mut outer: Vec<Node> = Vec::new();
+                for t in &chosen {
+                    let inside = chosen.iter().any(|o| {
+                        o.span != t.span && o.span.start <= t.span.start && t.span.end <= o.span.end
+                    });
+                    if !inside {
+                        outer.push(*t);
+                    }
+                }
+                outer.iter().map(|t| under(*t)).sum()
+            };
+            assert_eq!(deferred.fields.len(), doc.fields.len() - gone, "{mask:b}");
         }
     }
 }

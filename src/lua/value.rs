@@ -439,8 +439,16 @@ impl Document<'_> {
                     .into(),
             ),
             Kind::Skipped => return Err(NotKept(node.span)),
+            Kind::Deferred => return self.deferred_value(node),
             Kind::Table { .. } => LuaValue::Table(self.table_value(node)?),
         }))
+    }
+
+    /// A deferred table's value, from its text.
+    fn deferred_value(&self, node: Node) -> Result<Option<LuaValue>, NotKept> {
+        let table = super::ParsedFile::table(self.text(node.span)).ok_or(NotKept(node.span))?;
+        let (file, root) = &table;
+        file.doc().value(*root)
     }
 
     /// Whether `node` holds `value` once Lua runs the file (Lua data equality, as
@@ -455,6 +463,9 @@ impl Document<'_> {
             }
             (Kind::Str { .. }, LuaValue::Str(s)) => self.string(node).is_some_and(|t| *t == **s),
             (Kind::Table { .. }, LuaValue::Table(t)) => self.table_matches(node, t),
+            (Kind::Deferred, LuaValue::Table(_)) => {
+                self.value(node).ok().flatten().as_ref() == Some(value)
+            }
             _ => false,
         }
     }

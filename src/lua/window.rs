@@ -234,7 +234,7 @@ impl BlockParse {
         // finding may quote (up to 40 characters) or place.
         fn add_node(node: &Node, add: &mut dyn FnMut(u32, u32)) {
             match node.kind {
-                Kind::Skipped => {}
+                Kind::Skipped | Kind::Deferred => {}
                 Kind::Table { len, .. } if len > 0 => {
                     add(node.span.start, node.span.end.min(node.span.start + QUOTED));
                 }

@@ -84,13 +84,77 @@ pub enum Held {
     Text(Box<[u8]>),
 }
 
+/// The receiver's file a table is merged into.
+#[derive(Debug, Clone, Copy)]
+pub struct InFile<'d, 'a> {
+    pub doc: &'d Document<'a>,
+    /// The table's node; `None`: the file has none.
+    pub node: Option<Node>,
+    /// The file's layout: records that change are held as their text ([`Held::Text`]).
+    pub write: Option<crate::lua::Layout>,
+}
+
+/// A table of the receiver's file read for a merge: its records placed, converted to the
+/// layout and indexed, owning what it holds. The incoming records are merged into it later
+/// ([`merge_into_file_with`]), so the file's tree need not keep the records' fields meanwhile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    layout: Layout,
+    slots: Vec<(Part, Held)>,
+    stamps: Vec<Option<u64>>,
+    index: HashMap<Vec<u8>, usize>,
+    duplicates: u32,
+    /// Whether a record of the file does not stay as it is, where it is.
+    moved: bool,
+}
+
+impl Prepared {
+    /// The kept records are deferred in the file's tree now (every record of the table was,
+    /// see [`Document::defer`]).
+    pub fn records_deferred(&mut self) {
+        for (_, held) in &mut self.slots {
+            if let Held::Kept(node) = held
+                && matches!(node.kind, Kind::Table { .. })
+            {
+                node.kind = Kind::Deferred;
+            }
+        }
+    }
+}
+
+/// Reads the table at `file.node` for a merge in `layout` (see [`Prepared`]).
+pub fn prepare(file: InFile<'_, '_>, table: TableName, layout: Layout) -> Prepared {
+    let InFile { doc, node, .. } = file;
+    let original = node.map(|n| doc.entries_of(n)).unwrap_or_default();
+    let mut m = Merging::new(table, layout, Some(file));
+    let mut moved = false;
+    for (part, record) in split_parts(original) {
+        let part = match m.target_in_place(part, record) {
+            Ok(stays) => {
+                moved |= !stays;
+                continue;
+            }
+            Err(part) => part,
+        };
+        match doc.value(record) {
+            Ok(Some(value)) => moved |= !m.target(part, value, Some(record)),
+            _ => moved = true,
+        }
+    }
+    Prepared {
+        layout,
+        slots: m.slots,
+        stamps: m.stamps,
+        index: m.index,
+        duplicates: m.duplicates,
+        moved,
+    }
+}
+
 /// A record's value from its text (as [`Held::Text`] holds it).
 fn value_of_text(text: &[u8]) -> Option<LuaValue> {
-    let mut src = Vec::with_capacity(text.len() + 2);
-    src.extend_from_slice(b"X=");
-    src.extend_from_slice(text);
-    let doc = crate::lua::parse(&src).ok()?;
-    doc.value(doc.global("X")?.value).ok().flatten()
+    let (file, node) = crate::lua::ParsedFile::table(text)?;
+    file.doc().value(node).ok().flatten()
 }
 
 /// A table merged into the receiver's file: its entries in table order, each record either
@@ -124,17 +188,12 @@ struct Merging<'d, 'a> {
 }
 
 impl<'d, 'a> Merging<'d, 'a> {
-    fn new(
-        table: TableName,
-        layout: Layout,
-        doc: Option<&'d Document<'a>>,
-        write: Option<crate::lua::Layout>,
-    ) -> Self {
+    fn new(table: TableName, layout: Layout, file: Option<InFile<'d, 'a>>) -> Self {
         Merging {
             table,
             layout,
-            doc,
-            write,
+            doc: file.map(|f| f.doc),
+            write: file.and_then(|f| f.write),
             scratch: Vec::new(),
             slots: Vec::new(),
             stamps: Vec::new(),
@@ -189,13 +248,28 @@ impl<'d, 'a> Merging<'d, 'a> {
     }
 
     /// A record of the file that is already in the layout, in its place: its identity and
-    /// stamp are read from the tree and it stays a span (no value is built). `Err` gives the
-    /// part back when the record must go through [`Merging::target`].
+    /// stamp are read from the tree (a deferred record's from its text) and it stays a span
+    /// (no value is built). `Err` gives the part back when the record must go through
+    /// [`Merging::target`].
     fn target_in_place(&mut self, part: Part, node: Node) -> Result<bool, Part> {
-        let Some(doc) = self.doc.filter(|_| matches!(node.kind, Kind::Table { .. })) else {
+        let Some(doc) = self.doc else {
             return Err(part);
         };
-        let fields = NodeFields { doc, node };
+        let deferred;
+        let fields = match node.kind {
+            Kind::Table { .. } => NodeFields { doc, node },
+            Kind::Deferred => {
+                deferred = crate::lua::ParsedFile::table(doc.text(node.span));
+                let Some((file, inner)) = &deferred else {
+                    return Err(part);
+                };
+                NodeFields {
+                    doc: file.doc(),
+                    node: *inner,
+                }
+            }
+            _ => return Err(part),
+        };
         if !layout::stays_in_place(self.table, &part, shape_of(fields), self.layout) {
             return Err(part);
         }
@@ -416,7 +490,7 @@ pub fn merge_owned(
     target: Option<Table>,
     layout: Layout,
 ) -> Merged {
-    let mut m = Merging::new(table, layout, None, None);
+    let mut m = Merging::new(table, layout, None);
     for e in target.map(into_entries).unwrap_or_default() {
         m.target(e.part, e.value, None);
     }
@@ -442,14 +516,13 @@ pub fn merge_owned(
 /// are stay as nodes: only what changes becomes a value, or with `write` (the file's layout)
 /// the value's text ([`Held::Text`]).
 pub fn merge_into_file(
-    doc: &Document<'_>,
-    node: Option<Node>,
+    file: InFile<'_, '_>,
     table: TableName,
     incoming: Table,
     layout: Layout,
-    write: Option<crate::lua::Layout>,
+    prepared: Option<Prepared>,
 ) -> FileMerged {
-    let Ok(merged) = merge_into_file_with(doc, node, table, layout, write, |add| {
+    let Ok(merged) = merge_into_file_with(file, table, layout, prepared, |add| {
         into_entries(incoming).into_iter().for_each(add);
         Ok::<_, std::convert::Infallible>(())
     });
@@ -457,38 +530,29 @@ pub fn merge_into_file(
 }
 
 /// [`merge_into_file`] with the incoming entries given one at a time by `incoming` (which
-/// calls its argument for each), as a payload is decoded.
+/// calls its argument for each), as a payload is decoded; `prepared`: the file's table read
+/// already (used when it was read in `layout`).
 pub fn merge_into_file_with<E>(
-    doc: &Document<'_>,
-    node: Option<Node>,
+    file: InFile<'_, '_>,
     table: TableName,
     layout: Layout,
-    write: Option<crate::lua::Layout>,
+    prepared: Option<Prepared>,
     incoming: impl FnOnce(&mut dyn FnMut(Entry)) -> Result<(), E>,
 ) -> Result<FileMerged, E> {
-    let original = node.map(|n| doc.entries_of(n)).unwrap_or_default();
-    let mut m = Merging::new(table, layout, Some(doc), write);
-    // Whether a record of the file does not stay as it is, where it is.
-    let mut moved = false;
-    for (part, record) in split_parts(original) {
-        let part = match m.target_in_place(part, record) {
-            Ok(stays) => {
-                moved |= !stays;
-                continue;
-            }
-            Err(part) => part,
-        };
-        match doc.value(record) {
-            Ok(Some(value)) => moved |= !m.target(part, value, Some(record)),
-            _ => moved = true,
-        }
-    }
+    let prepared = prepared
+        .filter(|p| p.layout == layout)
+        .unwrap_or_else(|| prepare(file, table, layout));
+    let mut m = Merging::new(table, layout, Some(file));
+    m.slots = prepared.slots;
+    m.stamps = prepared.stamps;
+    m.index = prepared.index;
+    m.duplicates = prepared.duplicates;
     incoming(&mut |e| m.incoming(e))?;
     let entries = assemble_parts(m.slots);
     // Unchanged: every record kept as it is, in its place (the array part keeps its numbers
     // when no record of it moved or was dropped), and none added or replaced.
-    let changed = node.is_none()
-        || moved
+    let changed = file.node.is_none()
+        || prepared.moved
         || entries
             .iter()
             .any(|(_, held)| !matches!(held, Held::Kept(_)));

@@ -13,7 +13,8 @@ use crate::model::{ModelError, SAVED_VARIABLES, SHARED_DATA, Target, parse_optio
 
 use super::layout::{Layout, decide, layout_of_values};
 use super::{
-    Counts, FileMerged, Held, Records, merge_into_file, merge_into_file_with, rebuild_metadata,
+    Counts, FileMerged, Held, InFile, Prepared, Records, merge_into_file, merge_into_file_with,
+    prepare, rebuild_metadata,
 };
 use crate::model::json::{JsonError, for_each_entry, table_from_json_bytes};
 
@@ -49,6 +50,8 @@ pub struct TargetFile {
     own: [Option<Layout>; 5],
     /// The file's layout, which merged records are written in.
     write: crate::lua::Layout,
+    /// Tables read for their merges, until they are merged.
+    prepared: [Option<Prepared>; 5],
     merged: BTreeMap<TableName, FileMerged>,
 }
 
@@ -71,7 +74,7 @@ fn node_at(doc: &Document<'_>, target: Target, keys: &[&str]) -> Option<Node> {
 impl TargetFile {
     /// Parses the receiver's file and checks its target table.
     pub fn open(bytes: Vec<u8>, target: Target) -> Result<TargetFile, OpenError> {
-        let file = ParsedFile::parse(bytes, &parse_options())?;
+        let mut file = ParsedFile::parse(bytes, &parse_options())?;
         let doc = file.doc();
         // The same checks as reading the whole target table, without keeping it.
         let target_node = shared_node(doc, target.key())?;
@@ -97,18 +100,52 @@ impl TargetFile {
                 .map(std::borrow::Cow::Owned);
             own[position(name)] = layout_of_values(name, values);
         }
+        // The tables whose layout is known are read for their merges now; then only their
+        // records' spans are kept (a record costs one node instead of one per field).
         let write = crate::lua::Layout::detect(file.bytes());
+        let mut prepared: [Option<Prepared>; 5] = Default::default();
+        let mut records = Vec::new();
+        for name in TableName::ALL {
+            let (Some(layout), Some(node)) =
+                (own[position(name)], node_at(doc, target, &[name.as_str()]))
+            else {
+                continue;
+            };
+            let file = InFile {
+                doc,
+                node: Some(node),
+                write: Some(write),
+            };
+            prepared[position(name)] = Some(prepare(file, name, layout));
+            let tables = doc.fields(node).iter().map(|f| f.value);
+            records.extend(tables.filter(|n| matches!(n.kind, Kind::Table { .. })));
+        }
+        file.defer(&records);
+        for p in prepared.iter_mut().flatten() {
+            p.records_deferred();
+        }
         Ok(TargetFile {
             file,
             target,
             own,
             write,
+            prepared,
             merged: BTreeMap::new(),
         })
     }
 
     pub fn bytes(&self) -> &[u8] {
         self.file.bytes()
+    }
+
+    /// The file, for a merge of table `name`.
+    fn in_file(&self, name: TableName) -> InFile<'_, '_> {
+        let doc = self.file.doc();
+        InFile {
+            doc,
+            node: node_at(doc, self.target, &[name.as_str()]),
+            write: Some(self.write),
+        }
     }
 
     pub fn target(&self) -> Target {
@@ -136,9 +173,8 @@ impl TargetFile {
                 Some(&incoming),
             )
         });
-        let doc = self.file.doc();
-        let node = node_at(doc, self.target, &[name.as_str()]);
-        let merged = merge_into_file(doc, node, name, incoming, layout, Some(self.write));
+        let prepared = self.prepared[position(name)].take();
+        let merged = merge_into_file(self.in_file(name), name, incoming, layout, prepared);
         let counts = merged.counts;
         self.merged.insert(name, merged);
         counts
@@ -148,10 +184,9 @@ impl TargetFile {
     /// (the whole table is then never in memory).
     pub fn merge_json(&mut self, name: TableName, payload: &[u8]) -> Result<Counts, JsonError> {
         if let Some(layout) = self.own[position(name)] {
-            let doc = self.file.doc();
-            let node = node_at(doc, self.target, &[name.as_str()]);
             let mut whole = false;
-            let merged = merge_into_file_with(doc, node, name, layout, Some(self.write), |add| {
+            let prepared = self.prepared[position(name)].take();
+            let merged = merge_into_file_with(self.in_file(name), name, layout, prepared, |add| {
                 whole = !for_each_entry(payload, add)?;
                 Ok::<_, JsonError>(())
             })?;

@@ -529,14 +529,12 @@ fn a_merge_into_a_file_holds_changed_records_as_their_text() {
     let sv = doc.global(SAVED_VARIABLES).unwrap().value;
     let node = doc.get(doc.get(sv, b"sharedData").unwrap().value, b"news");
     let want = merge_table(TableName::News, &incoming, Some(&target), Layout::Older);
-    let got = merge_into_file(
-        &doc,
-        node.map(|f| f.value),
-        TableName::News,
-        incoming,
-        Layout::Older,
-        Some(text_layout),
-    );
+    let file = InFile {
+        doc: &doc,
+        node: node.map(|f| f.value),
+        write: Some(text_layout),
+    };
+    let got = merge_into_file(file, TableName::News, incoming, Layout::Older, None);
     assert_eq!(got.counts, want.counts);
     assert_eq!(got.counts.conflicts, 1);
     assert_eq!(got.entries.len(), want.table.len());
@@ -554,4 +552,56 @@ fn a_merge_into_a_file_holds_changed_records_as_their_text() {
         matches!(got.entries[1].1, Held::Kept(_)),
         "b stays as it is"
     );
+}
+
+/// A receiver's tables are read for their merges when the file is opened, and their records
+/// deferred; a table merged a second time reads those records from their text, and the file
+/// comes out as when each table is merged once.
+#[test]
+fn a_table_merged_again_after_its_records_were_deferred_writes_the_same() {
+    use crate::synthetic::Spec;
+    let layout = crate::lua::Layout::default();
+    let from = Spec {
+        members: 40,
+        entries: 6,
+        seed: 11,
+        ..Spec::new(30_000, layout)
+    }
+    .generate();
+    let to = Spec {
+        members: 30,
+        remote_members: 40,
+        entries: 6,
+        seed: 12,
+        ..Spec::new(30_000, layout)
+    }
+    .generate();
+    let doc = crate::lua::parse(&from).unwrap();
+    let source = crate::model::shared_table(&doc, "sharedData")
+        .unwrap()
+        .unwrap();
+    let mut compared = 0;
+    for target in [Target::SharedDataRemote, Target::SharedData] {
+        let merge = |times: usize| {
+            let mut file = TargetFile::open(to.clone(), target).unwrap();
+            for name in TableName::ALL {
+                let Some(t) = source.get_str(name.as_str()).and_then(LuaValue::as_table) else {
+                    continue;
+                };
+                let payload = crate::model::json::table_to_json_bytes(t).unwrap();
+                for _ in 0..times {
+                    file.merge_json(name, &payload).unwrap();
+                }
+            }
+            file.finish(true).unwrap().merged
+        };
+        let once = merge(1);
+        assert!(once.is_some(), "{target}: the merge changes the file");
+        assert!(
+            merge(2) == once,
+            "{target}: merging a table again changes what is written"
+        );
+        compared += 1;
+    }
+    assert_eq!(compared, 2);
 }

@@ -59,7 +59,7 @@ fn describe(kind: Kind) -> &'static str {
         Kind::Bool(_) => "a boolean",
         Kind::Number { .. } => "a number",
         Kind::Str { .. } => "a string",
-        Kind::Table { .. } | Kind::Skipped => "a table",
+        Kind::Table { .. } | Kind::Skipped | Kind::Deferred => "a table",
     }
 }
 
@@ -241,7 +241,10 @@ fn check_container(doc: &Document<'_>, path: &str, table: TableName, node: Node,
                 _ => doc.string(k).map(|s| s.into_owned()),
             },
         };
-        if !matches!(field.value.kind, Kind::Table { .. } | Kind::Skipped) {
+        if !matches!(
+            field.value.kind,
+            Kind::Table { .. } | Kind::Skipped | Kind::Deferred
+        ) {
             sink.warning(
                 field.value,
                 format!(

@@ -247,7 +247,7 @@ fn encode_node(doc: &Document<'_>, node: Node, out: &mut Vec<u8>) -> Result<(), 
         }
         // Nil is never an entry (`entries_of` drops it).
         Kind::Nil => return Err(JsonError::Null),
-        Kind::Skipped => return Err(JsonError::NotKept),
+        Kind::Skipped | Kind::Deferred => return Err(JsonError::NotKept),
     }
     Ok(())
 }

@@ -113,7 +113,7 @@ pub fn shared_node(
     match field.value.kind {
         Kind::Table { .. } => Ok(Some(field.value)),
         Kind::Nil => Ok(None),
-        Kind::Skipped => Err(ModelError::NotKept(path())),
+        Kind::Skipped | Kind::Deferred => Err(ModelError::NotKept(path())),
         _ => Err(ModelError::NotATable(path())),
     }
 }
