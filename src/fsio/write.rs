@@ -181,6 +181,17 @@ pub struct Replaced {
 
 /// Replaces `path` with `bytes` atomically (see the module documentation).
 pub fn replace(path: &Path, bytes: &[u8], how: Replace<'_>) -> Result<Replaced, WriteError> {
+    replace_with(path, how, &mut |file| file.write_all(bytes))
+}
+
+/// [`replace`] with the new content written by `write` into the temporary file (which it
+/// may read back to check, before the file takes the old one's place; an error from `write`
+/// leaves everything as it was).
+pub fn replace_with(
+    path: &Path,
+    how: Replace<'_>,
+    write: &mut dyn FnMut(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<Replaced, WriteError> {
     let target = real_path(path).map_err(io(Op::Write, path))?;
     let dir = target.parent().unwrap_or(Path::new(".")).to_path_buf();
     let old = match std::fs::metadata(&target) {
@@ -208,9 +219,7 @@ pub fn replace(path: &Path, bytes: &[u8], how: Replace<'_>) -> Result<Replaced, 
         .map_err(io(Op::Write, &target))?;
     // Through the file itself: `tempfile`'s own writer adds the temporary name to errors,
     // a name that is gone by the time the player reads the message.
-    tmp.as_file_mut()
-        .write_all(bytes)
-        .map_err(io(Op::Write, &target))?;
+    write(tmp.as_file_mut()).map_err(io(Op::Write, &target))?;
     if let Some(m) = &old {
         keep_owner_and_mode(tmp.as_file(), m, &target)?;
     }

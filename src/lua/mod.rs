@@ -28,6 +28,6 @@ pub use text::{decode_long, decode_quoted, write_quoted};
 pub use value::{Key, LuaValue, NotKept, Number, Table, sequence_len};
 pub use window::{BlockParse, BlocksError, parse_blocks};
 pub use write::{
-    Indent, Item, Layout, LineEnding, WriteError, write_file, write_items, write_key, write_number,
-    write_value,
+    Indent, Item, Layout, LineEnding, Spill, WriteError, write_file, write_items,
+    write_items_spilling, write_key, write_number, write_value,
 };

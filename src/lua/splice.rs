@@ -266,11 +266,52 @@ impl<'d, 'a, 'w> Splicer<'d, 'a, 'w> {
         Ok(())
     }
 
+    /// The edits in file order; an error if two overlap (an insertion may touch a
+    /// replacement's boundary).
+    fn sorted(&mut self) -> Result<(), SpliceError> {
+        // Stable: insertions at one point keep the order they were made in.
+        self.edits.sort_by_key(|e| (e.start, e.end));
+        let mut at = 0;
+        for edit in &self.edits {
+            if edit.start < at {
+                return Err(SpliceError::Overlap(edit.path.clone()));
+            }
+            at = edit.end;
+        }
+        Ok(())
+    }
+
+    /// [`Splicer::finish`], handed to `sink` piece by piece instead of built in memory. A
+    /// replacement written later is made in a buffer, which its writer may hand to `sink`
+    /// itself on the way (see [`write_items_spilling`](super::write_items_spilling)); what is
+    /// left in the buffer follows it.
+    pub fn finish_to(
+        mut self,
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), SpliceError>,
+    ) -> Result<(), SpliceError> {
+        self.sorted()?;
+        let src = self.doc.src();
+        let mut at = 0;
+        let mut buf = Vec::new();
+        for edit in &self.edits {
+            sink(&src[at..edit.start])?;
+            match &edit.text {
+                Text::Made(text) => sink(text)?,
+                Text::Later { write, depth } => {
+                    buf.clear();
+                    write(&mut buf, *depth)?;
+                    sink(&buf)?;
+                }
+            }
+            at = edit.end;
+        }
+        sink(&src[at..])
+    }
+
     /// The file with every edit applied. Edits must not overlap (an insertion may touch a
     /// replacement's boundary).
     pub fn finish(mut self) -> Result<Vec<u8>, SpliceError> {
-        // Stable: insertions at one point keep the order they were made in.
-        self.edits.sort_by_key(|e| (e.start, e.end));
+        self.sorted()?;
         let src = self.doc.src();
         // A text written later is guessed as long as what it replaces.
         let added: usize = self
@@ -289,9 +330,6 @@ impl<'d, 'a, 'w> Splicer<'d, 'a, 'w> {
         let mut out = Vec::with_capacity((src.len() + added).saturating_sub(removed));
         let mut at = 0;
         for edit in &self.edits {
-            if edit.start < at {
-                return Err(SpliceError::Overlap(edit.path.clone()));
-            }
             out.extend_from_slice(&src[at..edit.start]);
             match &edit.text {
                 Text::Made(text) => out.extend_from_slice(text),

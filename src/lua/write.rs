@@ -113,7 +113,17 @@ pub enum WriteError {
         "tables are nested more than {MAX_TABLE_DEPTH} levels deep; Lua 5.1 could not load the result"
     )]
     TooDeep,
+    /// Where the text was going refused it (the caller knows why).
+    #[error("the text could not be written out")]
+    Spill,
 }
+
+/// Hands on a writer's buffer (and empties it) while a large table is written: see
+/// [`write_items_spilling`].
+pub type Spill<'s> = dyn FnMut(&mut Vec<u8>) -> Result<(), WriteError> + 's;
+
+/// A buffer that holds this much is handed on after the field that filled it.
+const SPILL_AT: usize = 1 << 16;
 
 /// Appends `value` as it appears after `key = `, for a field whose line is indented `depth`
 /// levels (its own fields go one level deeper, its closing brace at `depth`).
@@ -123,7 +133,12 @@ pub fn write_value(
     layout: Layout,
     depth: usize,
 ) -> Result<(), WriteError> {
-    Writer { out, layout }.value(value, depth)
+    Writer {
+        out,
+        layout,
+        spill: None,
+    }
+    .value(value, depth)
 }
 
 /// A whole file: the leading empty line the client writes, then `Name = value` per global
@@ -171,6 +186,7 @@ pub fn write_key(out: &mut Vec<u8>, key: &Key) -> Result<(), NumberError> {
 struct Writer<'o> {
     out: &'o mut Vec<u8>,
     layout: Layout,
+    spill: Option<&'o mut Spill<'o>>,
 }
 
 impl Writer<'_> {
@@ -228,6 +244,7 @@ impl Writer<'_> {
                     .extend_from_slice(format!(" -- [{}]", i + 1).as_bytes());
             }
             self.newline();
+            self.spill_if_full()?;
         }
         for (k, v) in items {
             if k.as_index().is_some_and(|i| i <= n) {
@@ -239,10 +256,18 @@ impl Writer<'_> {
             self.item(v, depth + 1)?;
             self.out.push(b',');
             self.newline();
+            self.spill_if_full()?;
         }
         self.indent(depth);
         self.out.push(b'}');
         Ok(())
+    }
+
+    fn spill_if_full(&mut self) -> Result<(), WriteError> {
+        match &mut self.spill {
+            Some(spill) if self.out.len() >= SPILL_AT => spill(self.out),
+            _ => Ok(()),
+        }
     }
 
     fn item(&mut self, item: &Item<'_>, depth: usize) -> Result<(), WriteError> {
@@ -273,7 +298,29 @@ pub fn write_items(
     layout: Layout,
     depth: usize,
 ) -> Result<(), WriteError> {
-    Writer { out, layout }.items(items, depth)
+    Writer {
+        out,
+        layout,
+        spill: None,
+    }
+    .items(items, depth)
+}
+
+/// [`write_items`], handing `out` to `spill` whenever it holds 64 KiB after a field (so the
+/// text of a large table never exists whole: `spill` writes it out and empties `out`).
+pub fn write_items_spilling(
+    out: &mut Vec<u8>,
+    items: &[(&Key, Item<'_>)],
+    layout: Layout,
+    depth: usize,
+    spill: &mut Spill<'_>,
+) -> Result<(), WriteError> {
+    Writer {
+        out,
+        layout,
+        spill: Some(spill),
+    }
+    .items(items, depth)
 }
 
 #[cfg(test)]

@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 pub mod canonical;
 pub mod layout;
 mod target;
-pub use target::{FinishError, Finished, OpenError, TargetFile};
+pub use target::{
+    Checker, Concluded, FinishError, Finished, MergedFile, OpenError, OutputError, TargetFile,
+};
 
 use crate::lua::{Document, Key, KeyPath, Kind, LuaValue, Node, SpliceError, Splicer, Table};
 use crate::model::tables::{
@@ -548,7 +550,17 @@ pub fn merge_into_file_with<E>(
     m.index = prepared.index;
     m.duplicates = prepared.duplicates;
     incoming(&mut |e| m.incoming(e))?;
-    let entries = assemble_parts(m.slots);
+    // The index goes before the entries are put in table order (next to the slots).
+    let Merging {
+        slots,
+        counts,
+        duplicates,
+        index,
+        stamps,
+        ..
+    } = m;
+    drop((index, stamps));
+    let entries = assemble_parts(slots);
     // Unchanged: every record kept as it is, in its place (the array part keeps its numbers
     // when no record of it moved or was dropped), and none added or replaced.
     let changed = file.node.is_none()
@@ -558,10 +570,10 @@ pub fn merge_into_file_with<E>(
             .any(|(_, held)| !matches!(held, Held::Kept(_)));
     Ok(FileMerged {
         entries,
-        counts: m.counts,
+        counts,
         changed,
         layout,
-        duplicates: m.duplicates,
+        duplicates,
     })
 }
 

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::lua::{
-    Document, FieldKey, Item, Key, KeyPath, Kind, LuaValue, Node, ParsedFile, PlacedError,
-    SpliceError, Splicer, Table, WriteFn, write_items,
+    Document, FieldKey, Item, Key, KeyPath, Kind, LuaValue, Node, ParsedFile, PlacedError, Spill,
+    SpliceError, Splicer, Table, WriteError, WriteFn, write_items, write_items_spilling,
 };
 use crate::model::tables::TableName;
 use crate::model::{ModelError, SAVED_VARIABLES, SHARED_DATA, Target, parse_options, shared_node};
@@ -241,21 +241,32 @@ impl TargetFile {
     /// The merged file (`None` when the merge changes nothing) and the file as it was read.
     /// `metadata`: the source has a `metadata` table (the target's is rebuilt as the addon
     /// does; it is also rebuilt when the target has one).
-    pub fn finish(mut self, metadata: bool) -> Result<Finished, FinishError> {
+    pub fn finish(self, metadata: bool) -> Result<Finished, FinishError> {
+        match self.conclude(metadata) {
+            Concluded::Unchanged(original) => Ok(Finished {
+                merged: None,
+                original,
+            }),
+            Concluded::Merged(merged) => Ok(Finished {
+                merged: Some(merged.to_vec()?),
+                original: merged.into_original(),
+            }),
+        }
+    }
+
+    /// What the merge makes of the file: nothing, or a merged file to write.
+    pub fn conclude(mut self, metadata: bool) -> Concluded {
         let metadata = self.metadata(metadata);
         let merged = std::mem::take(&mut self.merged);
         let doc = self.file.doc();
         let exists = node_at(doc, self.target, &[]).is_some();
         let metadata_changed = metadata.as_ref().is_some_and(|(_, changed)| *changed);
         if exists && !metadata_changed && !merged.values().any(|m| m.changed) {
-            return Ok(Finished {
-                merged: None,
-                original: self.file.into_owner(),
-            });
+            return Concluded::Unchanged(self.file.into_owner());
         }
         // What is written, by key of the target table: merged tables (their records kept as
-        // the file has them, or values) and the metadata.
-        let mut written: Vec<(&str, Vec<(Key, Held)>)> = merged
+        // the file has them, or text, or values) and the metadata.
+        let mut written: Vec<Written> = merged
             .into_iter()
             .filter(|(_, m)| m.changed || !exists)
             .map(|(name, m)| (name.as_str(), m.entries))
@@ -270,22 +281,122 @@ impl TargetFile {
                 .collect();
             written.push(("metadata", entries));
         }
-        let layout = self.write;
+        Concluded::Merged(MergedFile {
+            file: self.file,
+            target: self.target,
+            layout: self.write,
+            exists,
+            written,
+        })
+    }
+}
+
+/// What a receiver's merge makes of its file.
+#[derive(Debug)]
+pub enum Concluded {
+    /// The merge changes nothing: the file as it was read.
+    Unchanged(Vec<u8>),
+    Merged(MergedFile),
+}
+
+/// Why a merged file could not be written out.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// Where it was going refused it.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Finish(#[from] FinishError),
+}
+
+/// A merged file, written out when asked ([`MergedFile::write_to`]): it never needs to be in
+/// memory whole (the receiver writes it straight into its temporary file, then checks what
+/// it wrote before it takes the file's place).
+#[derive(Debug)]
+pub struct MergedFile {
+    file: ParsedFile,
+    target: Target,
+    layout: crate::lua::Layout,
+    /// The target table exists in the file (else it is added whole).
+    exists: bool,
+    written: Vec<Written>,
+}
+
+impl MergedFile {
+    /// The file as it was read.
+    pub fn original(&self) -> &[u8] {
+        self.file.bytes()
+    }
+
+    pub fn into_original(self) -> Vec<u8> {
+        self.file.into_owner()
+    }
+
+    /// The merged file in memory, checked.
+    pub fn to_vec(&self) -> Result<Vec<u8>, FinishError> {
+        let mut out = Vec::with_capacity(self.original().len());
+        self.write_to(&mut out).map_err(|e| match e {
+            OutputError::Finish(e) => e,
+            // Writing to memory does not fail.
+            OutputError::Io(e) => FinishError::Verify(e.to_string()),
+        })?;
+        let holds = cfg!(debug_assertions).then(|| (self.original(), &self.written[..]));
+        check_written(out, self.target, holds)
+    }
+
+    /// What checking the written file needs, once it is written: release builds keep nothing
+    /// of the merge (its records and the file read go before the written file is read back).
+    pub fn into_checker(self) -> Checker {
+        Checker {
+            target: self.target,
+            merged: cfg!(debug_assertions).then_some(self),
+        }
+    }
+
+    /// Writes the merged file to `w`, block by block.
+    pub fn write_to(&self, w: &mut dyn std::io::Write) -> Result<(), OutputError> {
+        let doc = self.file.doc();
+        let layout = self.layout;
         // Each table's items, then a writer for each: both outlive the splicer, which writes
-        // the tables straight into the output when it finishes.
-        let target_key = self.target.key();
-        let tables: Vec<(Key, Vec<(&Key, Item<'_>)>)> = written
+        // the tables out as it finishes.
+        let tables: Vec<(Key, Vec<(&Key, Item<'_>)>)> = self
+            .written
             .iter()
             .map(|(key, entries)| (Key::str(key), items(doc, entries)))
             .collect();
+        // What the writers hand on goes to `w` (through the same cell as the splicer's own
+        // pieces, in order); an I/O error is kept here and reported as such.
+        let out = std::cell::RefCell::new(w);
+        let failed: std::cell::RefCell<Option<std::io::Error>> = Default::default();
+        let put = |bytes: &[u8]| -> Result<(), WriteError> {
+            out.borrow_mut().write_all(bytes).map_err(|e| {
+                *failed.borrow_mut() = Some(e);
+                WriteError::Spill
+            })
+        };
+        // Only while the splicer writes out: a table added as a new field is made earlier,
+        // into that field's own text.
+        let streaming = std::cell::Cell::new(false);
+        let mut spill = |buf: &mut Vec<u8>| {
+            if streaming.get() {
+                put(buf)?;
+                buf.clear();
+            }
+            Ok(())
+        };
+        let spill = std::cell::RefCell::new(&mut spill as &mut Spill<'_>);
         type Writer<'w> = Box<WriteFn<'w>>;
-        let writers: Vec<(Vec<&str>, Writer<'_>)> = if exists {
+        let target_key = self.target.key();
+        let writers: Vec<(Vec<&str>, Writer<'_>)> = if self.exists {
             tables
                 .iter()
-                .zip(&written)
+                .zip(&self.written)
                 .map(|((_, items), (key, _))| {
-                    let write: Writer<'_> =
-                        Box::new(move |out, depth| write_items(out, items, layout, depth));
+                    let spill = &spill;
+                    let write: Writer<'_> = Box::new(move |buf, depth| {
+                        let mut spill = spill.borrow_mut();
+                        write_items_spilling(buf, items, layout, depth, *spill)
+                    });
                     (vec![target_key, *key], write)
                 })
                 .collect()
@@ -297,53 +408,79 @@ impl TargetFile {
             vec![(vec![target_key], write)]
         };
         let mut splicer = Splicer::new(doc, layout);
-        for (keys, write) in &writers {
-            splicer.set_with(
-                KeyPath {
-                    global: SAVED_VARIABLES,
-                    keys,
-                },
-                write.as_ref(),
-            )?;
+        let result = writers
+            .iter()
+            .try_for_each(|(keys, write)| {
+                splicer.set_with(
+                    KeyPath {
+                        global: SAVED_VARIABLES,
+                        keys,
+                    },
+                    write.as_ref(),
+                )
+            })
+            .and_then(|()| {
+                streaming.set(true);
+                splicer.finish_to(&mut |bytes| put(bytes).map_err(SpliceError::from))
+            });
+        let failed = failed.borrow_mut().take();
+        match (result, failed) {
+            (_, Some(io)) => Err(OutputError::Io(io)),
+            (Err(e), None) => Err(OutputError::Finish(e.into())),
+            (Ok(()), None) => Ok(()),
         }
-        let out = splicer.finish()?;
-        drop(writers);
-        drop(tables);
-        // Only the bytes of the file read are needed from here: its tree goes before the
-        // written file is parsed.
-        let original = self.file.into_owner();
-        // The written bytes must load, Lua's limits included: the whole file is checked. Builds
-        // with debug assertions (the tests) also check, against a tree of the target table, that
-        // the file holds exactly what was merged; release builds build no tree and let what was
-        // merged go before the file is read back.
-        let written = cfg!(debug_assertions).then_some(written);
-        let path: &[&str] = &[SAVED_VARIABLES, self.target.key()];
-        let keep = if written.is_some() {
-            crate::lua::Keep::Paths(&[path])
-        } else {
-            crate::lua::Keep::Nothing
-        };
-        let options = crate::lua::ParseOptions {
-            keep,
-            ..parse_options()
-        };
-        let check =
-            ParsedFile::parse(out, &options).map_err(|e| FinishError::Verify(e.to_string()))?;
-        if let Some(written) = &written {
-            let back = check.doc();
-            for (key, entries) in written {
-                let held = node_at(back, self.target, &[key])
-                    .is_some_and(|node| holds(back, node, &original, entries));
-                if !held {
-                    return Err(FinishError::Verify(format!("`{key}` differs")));
-                }
+    }
+}
+
+/// A merged table, by its key in the target table, with its entries.
+type Written = (&'static str, Vec<(Key, Held)>);
+
+/// Checks a merged file once it is written ([`MergedFile::into_checker`]).
+#[derive(Debug)]
+pub struct Checker {
+    target: Target,
+    /// The merge, kept by builds with debug assertions to compare.
+    merged: Option<MergedFile>,
+}
+
+impl Checker {
+    /// Checks the written bytes (and gives them back): see [`check_written`].
+    pub fn check(&self, written: Vec<u8>) -> Result<Vec<u8>, FinishError> {
+        let holds = self.merged.as_ref().map(|m| (m.original(), &m.written[..]));
+        check_written(written, self.target, holds)
+    }
+}
+
+/// The written bytes must load, Lua's limits included (the whole file is checked, with no
+/// tree). With `holds` (builds with debug assertions: the file read and what was merged), the
+/// file must also hold exactly what was merged, checked against a tree of the target table.
+fn check_written(
+    written: Vec<u8>,
+    target: Target,
+    holds: Option<(&[u8], &[Written])>,
+) -> Result<Vec<u8>, FinishError> {
+    let path: &[&str] = &[SAVED_VARIABLES, target.key()];
+    let keep = match holds {
+        Some(_) => crate::lua::Keep::Paths(&[path]),
+        None => crate::lua::Keep::Nothing,
+    };
+    let options = crate::lua::ParseOptions {
+        keep,
+        ..parse_options()
+    };
+    let back =
+        ParsedFile::parse(written, &options).map_err(|e| FinishError::Verify(e.to_string()))?;
+    if let Some((original, entries)) = holds {
+        let doc = back.doc();
+        for (key, entries) in entries {
+            let held = node_at(doc, target, &[key])
+                .is_some_and(|node| self::holds(doc, node, original, entries));
+            if !held {
+                return Err(FinishError::Verify(format!("`{key}` differs")));
             }
         }
-        Ok(Finished {
-            merged: Some(check.into_owner()),
-            original,
-        })
     }
+    Ok(back.into_owner())
 }
 
 /// What finishing a receiver's file gives.

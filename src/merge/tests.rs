@@ -605,3 +605,87 @@ fn a_table_merged_again_after_its_records_were_deferred_writes_the_same() {
     }
     assert_eq!(compared, 2);
 }
+
+/// A merged file written out block by block is the file made in memory; a writer that fails
+/// halfway is an I/O error, and written bytes that do not load are refused by the check.
+#[test]
+fn a_merged_file_written_in_blocks_is_the_file_made_in_memory() {
+    use crate::synthetic::Spec;
+    use std::io::Write;
+    let layout = crate::lua::Layout::default();
+    let from = Spec {
+        members: 600,
+        seed: 21,
+        ..Spec::new(0, layout)
+    }
+    .generate();
+    let to = Spec {
+        members: 10,
+        remote_members: 600,
+        seed: 22,
+        ..Spec::new(0, layout)
+    }
+    .generate();
+    let doc = crate::lua::parse(&from).unwrap();
+    let source = crate::model::shared_table(&doc, "sharedData")
+        .unwrap()
+        .unwrap();
+    let mut file = TargetFile::open(to, Target::SharedDataRemote).unwrap();
+    for name in TableName::ALL {
+        if let Some(t) = source.get_str(name.as_str()).and_then(LuaValue::as_table) {
+            let payload = crate::model::json::table_to_json_bytes(t).unwrap();
+            file.merge_json(name, &payload).unwrap();
+        }
+    }
+    let target::Concluded::Merged(merged) = file.conclude(true) else {
+        panic!("the merge changes the file");
+    };
+    let whole = merged.to_vec().unwrap();
+    assert!(
+        whole.len() > 4 << 16,
+        "{}: large enough to be spilled",
+        whole.len()
+    );
+
+    /// Takes at most 7 bytes a call, and fails once it holds `fail_at` bytes.
+    struct Trickle {
+        got: Vec<u8>,
+        calls: usize,
+        fail_at: usize,
+    }
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.got.len() >= self.fail_at {
+                return Err(std::io::Error::other("disk full"));
+            }
+            let n = buf.len().min(7);
+            self.got.extend_from_slice(&buf[..n]);
+            self.calls += 1;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut out = Trickle {
+        got: Vec::new(),
+        calls: 0,
+        fail_at: usize::MAX,
+    };
+    merged.write_to(&mut out).unwrap();
+    assert!(out.got == whole, "written in blocks, the file differs");
+
+    let mut failing = Trickle {
+        got: Vec::new(),
+        calls: 0,
+        fail_at: 100_000,
+    };
+    assert!(matches!(
+        merged.write_to(&mut failing),
+        Err(target::OutputError::Io(_))
+    ));
+    let checker = merged.into_checker();
+    assert_eq!(checker.check(whole.clone()).unwrap(), whole);
+    let cut = whole[..whole.len() / 2].to_vec();
+    assert!(matches!(checker.check(cut), Err(FinishError::Verify(_))));
+}

@@ -152,7 +152,8 @@ pub fn split_parts<V>(entries: Vec<(Key, V)>) -> Vec<(Part, V)> {
 /// order (no number keys, no holes), keyed entries follow under their keys.
 pub fn assemble(entries: impl IntoIterator<Item = Entry>) -> Table {
     let mut table = Table::new();
-    for (k, v) in assemble_parts(entries.into_iter().map(|e| (e.part, e.value))) {
+    let entries: Vec<_> = entries.into_iter().map(|e| (e.part, e.value)).collect();
+    for (k, v) in assemble_parts(entries) {
         table.insert(k, v);
     }
     table.shrink_to_fit();
@@ -161,9 +162,13 @@ pub fn assemble(entries: impl IntoIterator<Item = Entry>) -> Table {
 
 /// [`assemble`] for any kind of value: the entries in table order. A keyed entry whose key is
 /// an index of the array part replaces that item, as a table assignment would.
-pub fn assemble_parts<V>(entries: impl IntoIterator<Item = (Part, V)>) -> Vec<(Key, V)> {
-    let mut array = Vec::new();
-    let mut keyed = Vec::new();
+pub fn assemble_parts<V>(entries: Vec<(Part, V)>) -> Vec<(Key, V)> {
+    let in_array = entries
+        .iter()
+        .filter(|(p, _)| matches!(p, Part::Array))
+        .count();
+    let mut array = Vec::with_capacity(in_array);
+    let mut keyed = Vec::with_capacity(entries.len() - in_array);
     for (part, v) in entries {
         match part {
             Part::Array => array.push(v),

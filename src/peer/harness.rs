@@ -84,12 +84,14 @@ impl AccountIo for MemAccount {
         Ok(f.bytes.clone())
     }
 
-    fn commit(&mut self, merged: Option<&[u8]>, _original: &[u8]) -> Result<Committed, Failure> {
+    fn commit(&mut self, concluded: crate::merge::Concluded) -> Result<Committed, Failure> {
+        let path = self.path().to_path_buf();
         let mut f = self.0.borrow_mut();
         let opened = f.opened.take();
-        let Some(bytes) = merged else {
+        let crate::merge::Concluded::Merged(merged) = concluded else {
             return Ok(Committed::default());
         };
+        let bytes = merged.to_vec().map_err(|e| Failure::finish(&path, e))?;
         if opened != Some(f.version) {
             return Err(Failure::Write(WriteError::Changed(self.path().into())));
         }

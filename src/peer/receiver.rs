@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crate::failure::Failure;
 use crate::fsio::lock::{FileLock, lock_path, lock_wait};
-use crate::fsio::write::{Replace, Snapshot, read_with_snapshot, real_path, replace};
-use crate::merge::TargetFile;
+use crate::fsio::write::{Replace, Snapshot, read_with_snapshot, real_path, replace, replace_with};
+use crate::merge::{Concluded, MergedFile, OutputError, TargetFile};
 use crate::model::tables::TableName;
 use crate::protocol::Millis;
 use crate::protocol::receiver::{Endpoint, Opened, Receiver, Refusal, RxEvent, RxOut, RxRequest};
@@ -34,9 +34,10 @@ pub trait AccountIo {
     fn path(&self) -> &Path;
     /// Reads the file for a sync (taking what writing it later needs, such as its lock).
     fn open(&mut self) -> Result<Vec<u8>, Failure>;
-    /// Writes the merged file (`None`: the merge changes nothing; `original` is what was read)
-    /// and lets the file go.
-    fn commit(&mut self, merged: Option<&[u8]>, original: &[u8]) -> Result<Committed, Failure>;
+    /// Writes what the merge made of the file (nothing, when it changes nothing) and lets the
+    /// file go. A merged file is checked as written ([`crate::merge::Checker::check`]) before it takes the
+    /// old one's place.
+    fn commit(&mut self, concluded: Concluded) -> Result<Committed, Failure>;
     /// Lets the file go without writing.
     fn close(&mut self);
 }
@@ -107,40 +108,44 @@ impl AccountIo for FileAccount {
         Ok(bytes)
     }
 
-    fn commit(&mut self, merged: Option<&[u8]>, original: &[u8]) -> Result<Committed, Failure> {
-        let result = match &self.mode {
-            WriteMode::DryRun => Ok(Committed::default()),
-            WriteMode::InPlace => match merged {
-                None => Ok(Committed::default()),
-                Some(bytes) => replace(
-                    &self.path,
-                    bytes,
-                    Replace {
-                        expected: self.snapshot.as_ref(),
-                        backup: true,
-                        force: self.force,
-                    },
-                )
-                .map(|r| Committed {
+    fn commit(&mut self, concluded: Concluded) -> Result<Committed, Failure> {
+        let path = self.path.clone();
+        let result = match (&self.mode, concluded) {
+            (WriteMode::DryRun | WriteMode::InPlace, Concluded::Unchanged(_)) => {
+                Ok(Committed::default())
+            }
+            (WriteMode::DryRun, Concluded::Merged(m)) => m
+                .to_vec()
+                .map(|_| Committed::default())
+                .map_err(|e| Failure::finish(&path, e)),
+            (WriteMode::InPlace, Concluded::Merged(m)) => {
+                let how = Replace {
+                    expected: self.snapshot.as_ref(),
+                    backup: true,
+                    force: self.force,
+                };
+                replace_merged(&path, &path, m, how).map(|r| Committed {
                     written: Some(r.path),
                     backup: r.backup,
                 })
-                .map_err(Failure::Write),
-            },
-            WriteMode::Output(out) => replace(
-                out,
-                merged.unwrap_or(original),
-                Replace {
+            }
+            (WriteMode::Output(out), concluded) => {
+                let how = Replace {
                     expected: None,
                     backup: self.force && out.exists(),
                     force: self.force,
-                },
-            )
-            .map(|r| Committed {
-                written: Some(out.clone()),
-                backup: r.backup,
-            })
-            .map_err(Failure::Write),
+                };
+                let replaced = match concluded {
+                    Concluded::Merged(m) => replace_merged(&path, out, m, how),
+                    Concluded::Unchanged(original) => {
+                        replace(out, &original, how).map_err(Failure::Write)
+                    }
+                };
+                replaced.map(|r| Committed {
+                    written: Some(out.clone()),
+                    backup: r.backup,
+                })
+            }
         };
         self.close();
         result
@@ -150,6 +155,54 @@ impl AccountIo for FileAccount {
         self.lock = None;
         self.snapshot = None;
     }
+}
+
+/// Writes `merged` into `file` (a temporary file) as it is made, then checks what was
+/// written, read back once the merge has let go of its records: the merged file and the
+/// merged records are never in memory together.
+fn write_checked(merged: MergedFile, file: &mut std::fs::File) -> Result<(), OutputError> {
+    use std::io::{Read, Seek, Write};
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut *file);
+    merged.write_to(&mut w)?;
+    w.flush()?;
+    drop(w);
+    let checker = merged.into_checker();
+    let len = usize::try_from(file.stream_position()?).unwrap_or(0);
+    file.seek(std::io::SeekFrom::Start(0))?;
+    let mut written = Vec::with_capacity(len);
+    file.read_to_end(&mut written)?;
+    checker.check(written)?;
+    Ok(())
+}
+
+/// Replaces `to` with `merged`, checked as written (`account` names the receiver's file in
+/// messages).
+fn replace_merged(
+    account: &Path,
+    to: &Path,
+    merged: MergedFile,
+    how: Replace<'_>,
+) -> Result<crate::fsio::write::Replaced, Failure> {
+    let mut refused = None;
+    let mut merged = Some(merged);
+    let mut write = |file: &mut std::fs::File| {
+        let merged = merged
+            .take()
+            .ok_or_else(|| std::io::Error::other("the merged file was written already"))?;
+        write_checked(merged, file)
+    };
+    let replaced = replace_with(to, how, &mut |file| match write(file) {
+        Ok(()) => Ok(()),
+        Err(OutputError::Io(e)) => Err(e),
+        Err(OutputError::Finish(e)) => {
+            refused = Some(e);
+            Err(std::io::Error::other("the merged file was refused"))
+        }
+    });
+    replaced.map_err(|e| match refused.take() {
+        Some(f) => Failure::finish(account, f),
+        None => Failure::Write(e),
+    })
 }
 
 /// What a receiver did, for the report of a one-shot sync.
@@ -405,14 +458,9 @@ impl<A: AccountIo, S: Store> ReceiverDriver<A, S> {
             return;
         };
         self.report.duplicates = w.file.duplicates();
-        let result = w
-            .file
-            .finish(metadata)
-            .map_err(|e| Failure::finish(self.account.path(), e))
-            .and_then(|f| {
-                let c = self.account.commit(f.merged.as_deref(), &f.original)?;
-                Ok((f.merged.is_some(), c))
-            });
+        let concluded = w.file.conclude(metadata);
+        let changes = matches!(concluded, Concluded::Merged(_));
+        let result = self.account.commit(concluded).map(|c| (changes, c));
         match result {
             Ok((changes, c)) => {
                 let written = c.written.is_some();

@@ -33,7 +33,7 @@ pub fn source_of(file: &Path, bytes: Vec<u8>, account: &str) -> Result<Source, F
             path: file.to_path_buf(),
             problem: DataProblem::NoSharedData,
         })?;
-    let mut payloads = Vec::new();
+    let mut encoded = Vec::new();
     for t in TableName::ALL {
         let Some(field) = doc.get(shared, t.as_str().as_bytes()) else {
             continue;
@@ -42,7 +42,7 @@ pub fn source_of(file: &Path, bytes: Vec<u8>, account: &str) -> Result<Source, F
             continue;
         }
         let bytes = node_to_json_bytes(doc, field.value).map_err(|e| unsendable(file, t, &e))?;
-        payloads.push(Payload::new(t, bytes));
+        encoded.push((t, bytes));
     }
     let toon = doc
         .get(shared, b"UserStatus")
@@ -50,12 +50,19 @@ pub fn source_of(file: &Path, bytes: Vec<u8>, account: &str) -> Result<Source, F
         .and_then(|f| doc.string(f.value))
         .and_then(|s| std::str::from_utf8(&s).ok().and_then(Name::new))
         .unwrap_or_else(|| Name::sanitize(account));
+    let metadata = doc
+        .get(shared, b"metadata")
+        .is_some_and(|f| !matches!(f.value.kind, Kind::Nil));
+    // The file and its tree go before the payloads take their shared form (a copy).
+    drop(parsed);
+    let payloads = encoded
+        .into_iter()
+        .map(|(t, bytes)| Payload::new(t, bytes))
+        .collect();
     Ok(Source {
         toon,
         account: Name::sanitize(account),
-        metadata: doc
-            .get(shared, b"metadata")
-            .is_some_and(|f| !matches!(f.value.kind, Kind::Nil)),
+        metadata,
         payloads,
     })
 }
