@@ -554,89 +554,64 @@ fn a_merge_into_a_file_holds_changed_records_as_their_text() {
     );
 }
 
-/// A receiver's tables are read for their merges when the file is opened, and their records
-/// deferred; a table merged a second time reads those records from their text, and the file
-/// comes out as when each table is merged once.
-#[test]
-fn a_table_merged_again_after_its_records_were_deferred_writes_the_same() {
+/// A generated pair (`members` each, `seed` and `seed + 1`): FROM's `sharedData` merged into
+/// TO's `target` (`times` times each table, as payloads).
+fn merged_pair(members: u64, seed: u64, target: Target, times: usize) -> TargetFile {
     use crate::synthetic::Spec;
     let layout = crate::lua::Layout::default();
     let from = Spec {
-        members: 40,
+        members,
         entries: 6,
-        seed: 11,
-        ..Spec::new(30_000, layout)
+        seed,
+        ..Spec::new(0, layout)
     }
     .generate();
     let to = Spec {
-        members: 30,
-        remote_members: 40,
+        members: 10,
+        remote_members: members,
         entries: 6,
-        seed: 12,
-        ..Spec::new(30_000, layout)
+        seed: seed + 1,
+        ..Spec::new(0, layout)
     }
     .generate();
     let doc = crate::lua::parse(&from).unwrap();
     let source = crate::model::shared_table(&doc, "sharedData")
         .unwrap()
         .unwrap();
-    let mut compared = 0;
-    for target in [Target::SharedDataRemote, Target::SharedData] {
-        let merge = |times: usize| {
-            let mut file = TargetFile::open(to.clone(), target).unwrap();
-            for name in TableName::ALL {
-                let Some(t) = source.get_str(name.as_str()).and_then(LuaValue::as_table) else {
-                    continue;
-                };
-                let payload = crate::model::json::table_to_json_bytes(t).unwrap();
-                for _ in 0..times {
-                    file.merge_json(name, &payload).unwrap();
-                }
+    let mut file = TargetFile::open(to, target).unwrap();
+    for name in TableName::ALL {
+        if let Some(t) = source.get_str(name.as_str()).and_then(LuaValue::as_table) {
+            let payload = crate::model::json::table_to_json_bytes(t).unwrap();
+            for _ in 0..times {
+                file.merge_json(name, &payload).unwrap();
             }
-            file.finish(true).unwrap().merged
-        };
-        let once = merge(1);
+        }
+    }
+    file
+}
+
+/// A receiver's tables are read for their merges when the file is opened, and their records
+/// deferred; a table merged a second time reads those records from their text, and the file
+/// comes out as when each table is merged once.
+#[test]
+fn a_table_merged_again_after_its_records_were_deferred_writes_the_same() {
+    for target in [Target::SharedDataRemote, Target::SharedData] {
+        let once = merged_pair(40, 11, target, 1).finish(true).unwrap().merged;
         assert!(once.is_some(), "{target}: the merge changes the file");
+        let twice = merged_pair(40, 11, target, 2).finish(true).unwrap().merged;
         assert!(
-            merge(2) == once,
+            twice == once,
             "{target}: merging a table again changes what is written"
         );
-        compared += 1;
     }
-    assert_eq!(compared, 2);
 }
 
 /// A merged file written out block by block is the file made in memory; a writer that fails
 /// halfway is an I/O error, and written bytes that do not load are refused by the check.
 #[test]
 fn a_merged_file_written_in_blocks_is_the_file_made_in_memory() {
-    use crate::synthetic::Spec;
     use std::io::Write;
-    let layout = crate::lua::Layout::default();
-    let from = Spec {
-        members: 600,
-        seed: 21,
-        ..Spec::new(0, layout)
-    }
-    .generate();
-    let to = Spec {
-        members: 10,
-        remote_members: 600,
-        seed: 22,
-        ..Spec::new(0, layout)
-    }
-    .generate();
-    let doc = crate::lua::parse(&from).unwrap();
-    let source = crate::model::shared_table(&doc, "sharedData")
-        .unwrap()
-        .unwrap();
-    let mut file = TargetFile::open(to, Target::SharedDataRemote).unwrap();
-    for name in TableName::ALL {
-        if let Some(t) = source.get_str(name.as_str()).and_then(LuaValue::as_table) {
-            let payload = crate::model::json::table_to_json_bytes(t).unwrap();
-            file.merge_json(name, &payload).unwrap();
-        }
-    }
+    let file = merged_pair(600, 21, Target::SharedDataRemote, 1);
     let target::Concluded::Merged(merged) = file.conclude(true) else {
         panic!("the merge changes the file");
     };
