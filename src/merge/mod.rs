@@ -129,6 +129,10 @@ pub fn prepare(file: InFile<'_, '_>, table: TableName, layout: Layout) -> Prepar
     let InFile { doc, node, .. } = file;
     let original = node.map(|n| doc.entries_of(n)).unwrap_or_default();
     let mut m = Merging::new(table, layout, Some(file));
+    // Room for the file's records at once: growing would leave their old places behind.
+    m.slots.reserve_exact(original.len());
+    m.stamps.reserve_exact(original.len());
+    m.index.reserve(original.len());
     let mut moved = false;
     for (part, record) in split_parts(original) {
         let part = match m.target_in_place(part, record) {
