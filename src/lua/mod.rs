@@ -29,5 +29,5 @@ pub use value::{Key, LuaValue, NotKept, Number, Table, sequence_len};
 pub use window::{BlockParse, BlocksError, parse_blocks};
 pub use write::{
     Indent, Item, Layout, LineEnding, Spill, WriteError, write_file, write_items,
-    write_items_spilling, write_key, write_number, write_value,
+    write_items_spilling, write_key, write_number, write_tables_spilling, write_value,
 };

@@ -92,6 +92,12 @@ struct Edit<'w> {
     path: String,
 }
 
+/// A new field's value: made already, or written when finishing.
+enum Value<'w> {
+    Made(Vec<u8>),
+    Later(&'w WriteFn<'w>),
+}
+
 /// An edit's new text: made already, or written straight into the output by `finish` (a large
 /// table then never exists twice, as its own text and in the output).
 enum Text<'w> {
@@ -182,10 +188,17 @@ impl<'d, 'a, 'w> Splicer<'d, 'a, 'w> {
                 None => {
                     // The missing tail, as nested tables around the value.
                     let tail = &path.keys[i + 1..];
-                    let layout = self.layout;
-                    let nested =
-                        |out: &mut Vec<u8>, d: usize| write_nested(out, tail, write, layout, d);
-                    return self.insert(table, depth, key, &nested, path);
+                    let value = match later {
+                        // The value itself is the new field's: written when finishing.
+                        Some(later) if tail.is_empty() => Value::Later(later),
+                        _ => {
+                            let layout = self.layout;
+                            let mut text = Vec::new();
+                            write_nested(&mut text, tail, write, layout, depth + 1)?;
+                            Value::Made(text)
+                        }
+                    };
+                    return self.insert(table, depth, key, value, path);
                 }
             }
         }
@@ -206,18 +219,17 @@ impl<'d, 'a, 'w> Splicer<'d, 'a, 'w> {
         table: Node,
         depth: usize,
         key: &str,
-        write: &WriteFn<'_>,
+        value: Value<'w>,
         path: KeyPath<'_>,
     ) -> Result<(), SpliceError> {
         let src = self.doc.src();
         let nl = self.layout.line_ending.as_bytes();
         let close = table.span.end as usize - 1;
-        let mut field = Vec::new();
-        self.indent(&mut field, depth + 1);
-        write_key(&mut field, &Key::str(key)).map_err(WriteError::from)?;
-        field.extend_from_slice(b" = ");
-        write(&mut field, depth + 1)?;
-        field.push(b',');
+        let mut before = Vec::new();
+        self.indent(&mut before, depth + 1);
+        write_key(&mut before, &Key::str(key)).map_err(WriteError::from)?;
+        before.extend_from_slice(b" = ");
+        let mut after = b",".to_vec();
 
         // A separator after the last field if it has none (the client always writes one).
         if let Some(last) = self.doc.fields(table).last() {
@@ -231,17 +243,35 @@ impl<'d, 'a, 'w> Splicer<'d, 'a, 'w> {
             .rposition(|&b| b != b' ' && b != b'\t')
             .map_or(0, |i| i + 1);
         let brace_on_own_line = line_start > 0 && matches!(src[line_start - 1], b'\n' | b'\r');
-        let mut text = Vec::new();
-        if brace_on_own_line {
-            text.extend_from_slice(&field);
-            text.extend_from_slice(nl);
-            self.push(line_start..line_start, text, path)
+        let at = if brace_on_own_line {
+            after.extend_from_slice(nl);
+            line_start
         } else {
-            text.extend_from_slice(nl);
-            text.extend_from_slice(&field);
-            text.extend_from_slice(nl);
-            self.indent(&mut text, depth);
-            self.push(close..close, text, path)
+            before.splice(0..0, nl.iter().copied());
+            after.extend_from_slice(nl);
+            self.indent(&mut after, depth);
+            close
+        };
+        // Three insertions at one point, kept in this order.
+        match value {
+            Value::Made(text) => {
+                before.extend_from_slice(&text);
+                before.extend_from_slice(&after);
+                self.push(at..at, before, path)
+            }
+            Value::Later(write) => {
+                self.push(at..at, before, path)?;
+                self.edits.push(Edit {
+                    start: at,
+                    end: at,
+                    text: Text::Later {
+                        write,
+                        depth: depth + 1,
+                    },
+                    path: path.to_string(),
+                });
+                self.push(at..at, after, path)
+            }
         }
     }
 
@@ -468,5 +498,44 @@ mod tests {
             ),
             Err(SpliceError::MissingGlobal("Nope".into()))
         );
+    }
+
+    /// A value written when finishing (`set_with`) comes out as the same value set at once,
+    /// whether it replaces a value or is a new field (at a closing brace on its own line or
+    /// not), built in memory or handed out piece by piece.
+    #[test]
+    fn a_value_written_later_is_the_value_set_at_once() {
+        let value = LuaValue::Table(Table::from_entries([
+            (Key::str("x"), LuaValue::str("y")),
+            (Key::int(1), LuaValue::Bool(true)),
+        ]));
+        let sources: [&[u8]; 4] = [
+            b"\nGH = {\n\t[\"a\"] = 1,\n}\n",
+            b"GH = { a = 1 }",
+            b"\r\nGH = {\r\n[\"r\"] = {\r\n},\r\n}\r\n",
+            b"GH = {}\n",
+        ];
+        for src in sources {
+            let doc = parse(src).unwrap();
+            let layout = Layout::detect(src);
+            for keys in [&["r"][..], &["r", "s"][..]] {
+                let path = KeyPath { global: "GH", keys };
+                let want = splice(&doc, path, &value, layout);
+                let write =
+                    |out: &mut Vec<u8>, depth: usize| write_value(out, &value, layout, depth);
+                let mut s = Splicer::new(&doc, layout);
+                s.set_with(path, &write).unwrap();
+                assert_eq!(s.finish(), want, "{}", String::from_utf8_lossy(src));
+                let mut s = Splicer::new(&doc, layout);
+                s.set_with(path, &write).unwrap();
+                let mut pieces = Vec::new();
+                s.finish_to(&mut |p| {
+                    pieces.extend_from_slice(p);
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(Ok(pieces), want, "{}", String::from_utf8_lossy(src));
+            }
+        }
     }
 }

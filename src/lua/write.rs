@@ -183,6 +183,40 @@ pub fn write_key(out: &mut Vec<u8>, key: &Key) -> Result<(), NumberError> {
     Ok(())
 }
 
+/// A table whose fields are tables, each given as items (`{ ["k"] = { items }, ... }`, in this
+/// order; no key may be an index of the array part), as [`write_items`] writes it, handing `out`
+/// to `spill` as [`write_items_spilling`] does.
+pub fn write_tables_spilling(
+    out: &mut Vec<u8>,
+    tables: &[(&Key, &[(&Key, Item<'_>)])],
+    layout: Layout,
+    depth: usize,
+    spill: &mut Spill<'_>,
+) -> Result<(), WriteError> {
+    let mut w = Writer {
+        out,
+        layout,
+        spill: Some(spill),
+    };
+    if depth >= MAX_TABLE_DEPTH as usize {
+        return Err(WriteError::TooDeep);
+    }
+    w.out.push(b'{');
+    w.newline();
+    for (key, items) in tables {
+        w.indent(depth + 1);
+        write_key(w.out, key)?;
+        w.out.extend_from_slice(b" = ");
+        w.items(items, depth + 1)?;
+        w.out.push(b',');
+        w.newline();
+        w.spill_if_full()?;
+    }
+    w.indent(depth);
+    w.out.push(b'}');
+    Ok(())
+}
+
 struct Writer<'o> {
     out: &'o mut Vec<u8>,
     layout: Layout,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::lua::{
     Document, FieldKey, Item, Key, KeyPath, Kind, LuaValue, Node, ParsedFile, PlacedError, Spill,
-    SpliceError, Splicer, Table, WriteError, WriteFn, write_items, write_items_spilling,
+    SpliceError, Splicer, Table, WriteError, WriteFn, write_items_spilling, write_tables_spilling,
 };
 use crate::model::tables::TableName;
 use crate::model::{ModelError, SAVED_VARIABLES, SHARED_DATA, Target, parse_options, shared_node};
@@ -402,9 +402,13 @@ impl MergedFile {
                 .collect()
         } else {
             // A new target table: nothing of it is in the file yet.
-            let tables = &tables;
-            let write: Writer<'_> =
-                Box::new(move |out, depth| write_tables(out, tables, layout, depth));
+            let spill = &spill;
+            let tables: Vec<(&Key, &[(&Key, Item<'_>)])> =
+                tables.iter().map(|(k, items)| (k, &items[..])).collect();
+            let write: Writer<'_> = Box::new(move |buf, depth| {
+                let mut spill = spill.borrow_mut();
+                write_tables_spilling(buf, &tables, layout, depth, *spill)
+            });
             vec![(vec![target_key], write)]
         };
         let mut splicer = Splicer::new(doc, layout);
@@ -505,28 +509,6 @@ fn items<'e>(doc: &'e Document<'_>, entries: &'e [(Key, Held)]) -> Vec<(&'e Key,
             (k, item)
         })
         .collect()
-}
-
-/// A table of tables, each given as items: `{ [k] = { items }, ... }`.
-fn write_tables(
-    out: &mut Vec<u8>,
-    tables: &[(Key, Vec<(&Key, Item<'_>)>)],
-    layout: crate::lua::Layout,
-    depth: usize,
-) -> Result<(), crate::lua::WriteError> {
-    // Written through the same writer: each inner table as text first.
-    let mut texts = Vec::with_capacity(tables.len());
-    for (_, items) in tables {
-        let mut text = Vec::new();
-        write_items(&mut text, items, layout, depth + 1)?;
-        texts.push(text);
-    }
-    let outer: Vec<(&Key, Item<'_>)> = tables
-        .iter()
-        .zip(&texts)
-        .map(|((k, _), text)| (k, Item::Text(text)))
-        .collect();
-    write_items(out, &outer, layout, depth)
 }
 
 /// Whether the table at `node` of the written file holds exactly `entries`: every field in
