@@ -204,13 +204,7 @@ pub fn write_tables_spilling(
     w.out.push(b'{');
     w.newline();
     for (key, items) in tables {
-        w.indent(depth + 1);
-        write_key(w.out, key)?;
-        w.out.extend_from_slice(b" = ");
-        w.items(items, depth + 1)?;
-        w.out.push(b',');
-        w.newline();
-        w.spill_if_full()?;
+        w.keyed(key, depth, |w| w.items(items, depth + 1))?;
     }
     w.indent(depth);
     w.out.push(b'}');
@@ -284,17 +278,27 @@ impl Writer<'_> {
             if k.as_index().is_some_and(|i| i <= n) {
                 continue;
             }
-            self.indent(depth + 1);
-            write_key(self.out, k)?;
-            self.out.extend_from_slice(b" = ");
-            self.item(v, depth + 1)?;
-            self.out.push(b',');
-            self.newline();
-            self.spill_if_full()?;
+            self.keyed(k, depth, |w| w.item(v, depth + 1))?;
         }
         self.indent(depth);
         self.out.push(b'}');
         Ok(())
+    }
+
+    /// `["key"] = value,` on its own line, a field of a table whose line is at `depth`.
+    fn keyed(
+        &mut self,
+        key: &Key,
+        depth: usize,
+        value: impl FnOnce(&mut Self) -> Result<(), WriteError>,
+    ) -> Result<(), WriteError> {
+        self.indent(depth + 1);
+        write_key(self.out, key)?;
+        self.out.extend_from_slice(b" = ");
+        value(self)?;
+        self.out.push(b',');
+        self.newline();
+        self.spill_if_full()
     }
 
     fn spill_if_full(&mut self) -> Result<(), WriteError> {
