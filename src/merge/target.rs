@@ -13,8 +13,8 @@ use crate::model::{ModelError, SAVED_VARIABLES, SHARED_DATA, Target, parse_optio
 
 use super::layout::{Layout, decide, layout_of_values};
 use super::{
-    Counts, FileMerged, Held, InFile, Prepared, Records, merge_into_file, merge_into_file_with,
-    prepare, rebuild_metadata,
+    Counts, FileMerged, Held, InFile, Prepared, RECORD_DEPTH, Records, merge_into_file,
+    merge_into_file_with, prepare, rebuild_metadata,
 };
 use crate::model::json::{JsonError, for_each_entry, table_from_json_bytes};
 
@@ -242,7 +242,7 @@ impl TargetFile {
     /// `metadata`: the source has a `metadata` table (the target's is rebuilt as the addon
     /// does; it is also rebuilt when the target has one).
     pub fn finish(self, metadata: bool) -> Result<Finished, FinishError> {
-        match self.conclude(metadata) {
+        match self.conclude(metadata)? {
             Concluded::Unchanged(original) => Ok(Finished {
                 merged: None,
                 original,
@@ -254,15 +254,16 @@ impl TargetFile {
         }
     }
 
-    /// What the merge makes of the file: nothing, or a merged file to write.
-    pub fn conclude(mut self, metadata: bool) -> Concluded {
+    /// What the merge makes of the file: nothing, or a merged file to write. A record the
+    /// writer refuses (nested too deep, say) is found here, before any file is touched.
+    pub fn conclude(mut self, metadata: bool) -> Result<Concluded, FinishError> {
         let metadata = self.metadata(metadata);
         let merged = std::mem::take(&mut self.merged);
         let doc = self.file.doc();
         let exists = node_at(doc, self.target, &[]).is_some();
         let metadata_changed = metadata.as_ref().is_some_and(|(_, changed)| *changed);
         if exists && !metadata_changed && !merged.values().any(|m| m.changed) {
-            return Concluded::Unchanged(self.file.into_owner());
+            return Ok(Concluded::Unchanged(self.file.into_owner()));
         }
         // What is written, by key of the target table: merged tables (their records kept as
         // the file has them, or text, or values) and the metadata.
@@ -281,13 +282,24 @@ impl TargetFile {
                 .collect();
             written.push(("metadata", entries));
         }
-        Concluded::Merged(MergedFile {
+        // Only a record the writer refused stays a value (and the metadata's rows are values).
+        let mut scratch = Vec::new();
+        for (_, entries) in &written {
+            for (_, held) in entries {
+                if let Held::Value(value) = held {
+                    scratch.clear();
+                    crate::lua::write_value(&mut scratch, value, self.write, RECORD_DEPTH)
+                        .map_err(|e| FinishError::Splice(SpliceError::Write(e)))?;
+                }
+            }
+        }
+        Ok(Concluded::Merged(MergedFile {
             file: self.file,
             target: self.target,
             layout: self.write,
             exists,
             written,
-        })
+        }))
     }
 }
 

@@ -612,7 +612,7 @@ fn a_table_merged_again_after_its_records_were_deferred_writes_the_same() {
 fn a_merged_file_written_in_blocks_is_the_file_made_in_memory() {
     use std::io::Write;
     let file = merged_pair(600, 21, Target::SharedDataRemote, 1);
-    let target::Concluded::Merged(merged) = file.conclude(true) else {
+    let Ok(target::Concluded::Merged(merged)) = file.conclude(true) else {
         panic!("the merge changes the file");
     };
     let whole = merged.to_vec().unwrap();

@@ -458,9 +458,14 @@ impl<A: AccountIo, S: Store> ReceiverDriver<A, S> {
             return;
         };
         self.report.duplicates = w.file.duplicates();
-        let concluded = w.file.conclude(metadata);
-        let changes = matches!(concluded, Concluded::Merged(_));
-        let result = self.account.commit(concluded).map(|c| (changes, c));
+        let result = w
+            .file
+            .conclude(metadata)
+            .map_err(|e| Failure::finish(self.account.path(), e))
+            .and_then(|concluded| {
+                let changes = matches!(concluded, Concluded::Merged(_));
+                self.account.commit(concluded).map(|c| (changes, c))
+            });
         match result {
             Ok((changes, c)) => {
                 let written = c.written.is_some();

@@ -85,9 +85,6 @@ pub enum ReassemblyError {
     Checksum { got: u32, want: u32 },
 }
 
-/// The most room a reassembly takes for a payload before its chunks arrive.
-const RESERVE_AT_MOST: u64 = 64 << 20;
-
 impl Reassembly {
     pub fn new(announce: Announce) -> Self {
         Reassembly {
@@ -116,13 +113,6 @@ impl Reassembly {
         if index != self.joined_count + 1 {
             self.chunks.insert(index, payload);
             return true;
-        }
-        if self.joined.capacity() == 0 {
-            // Room for the announced size at once (up to a bound: it is the sender's word), so
-            // that a large table is not moved, and its old places left behind, as it grows.
-            let room = self.announce.bytes.min(RESERVE_AT_MOST);
-            self.joined
-                .reserve_exact(usize::try_from(room).unwrap_or(0));
         }
         self.joined.extend_from_slice(&payload);
         self.joined_count = index;
