@@ -844,12 +844,14 @@ fn an_older_record_that_would_nest_too_deep_when_converted_is_a_data_error_not_a
     std::fs::write(t.file("BRAVO"), with_depth(ok)).unwrap();
     assert!(ok > 150 && ok < 399, "the depth search went wrong: {ok}");
     let before = std::fs::read(t.file("ALPHA")).unwrap();
-    let out = t
-        .svsync()
-        .args(["merge", "BRAVO", "ALPHA", "--target", "sharedData", "--wtf"])
-        .arg(t.wtf())
-        .output()
-        .unwrap();
+    let merge = || {
+        t.svsync()
+            .args(["merge", "BRAVO", "ALPHA", "--target", "sharedData", "--wtf"])
+            .arg(t.wtf())
+            .output()
+            .unwrap()
+    };
+    let out = merge();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}{}", stdout(&out));
     assert!(!err.contains("internal error"), "{err}");
@@ -861,12 +863,7 @@ fn an_older_record_that_would_nest_too_deep_when_converted_is_a_data_error_not_a
     // A read-only receiver is told the same: the record is refused before any file is touched.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(t.file("ALPHA"), std::fs::Permissions::from_mode(0o444)).unwrap();
-    let out = t
-        .svsync()
-        .args(["merge", "BRAVO", "ALPHA", "--target", "sharedData", "--wtf"])
-        .arg(t.wtf())
-        .output()
-        .unwrap();
+    let out = merge();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}{}", stdout(&out));
     assert!(err.contains("nested"), "{err}");
