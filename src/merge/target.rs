@@ -386,14 +386,11 @@ impl MergedFile {
                 WriteError::Spill
             })
         };
-        // Only while the splicer writes out: a table added as a new field is made earlier,
-        // into that field's own text.
-        let streaming = std::cell::Cell::new(false);
+        // The splicer calls every writer while it writes out (a new field's value too), so
+        // what a writer hands on falls in its place.
         let mut spill = |buf: &mut Vec<u8>| {
-            if streaming.get() {
-                put(buf)?;
-                buf.clear();
-            }
+            put(buf)?;
+            buf.clear();
             Ok(())
         };
         let spill = std::cell::RefCell::new(&mut spill as &mut Spill<'_>);
@@ -435,10 +432,7 @@ impl MergedFile {
                     write.as_ref(),
                 )
             })
-            .and_then(|()| {
-                streaming.set(true);
-                splicer.finish_to(&mut |bytes| put(bytes).map_err(SpliceError::from))
-            });
+            .and_then(|()| splicer.finish_to(&mut |bytes| put(bytes).map_err(SpliceError::from)));
         let failed = failed.borrow_mut().take();
         match (result, failed) {
             (_, Some(io)) => Err(OutputError::Io(io)),
