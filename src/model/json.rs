@@ -17,6 +17,8 @@
 //! Because real keys never start with a single `$` followed by a letter, the tagged objects
 //! cannot be confused with tables.
 
+use std::hash::BuildHasher;
+
 use crate::lua::{
     Document, FieldKey, Key, Kind, LuaValue, MAX_TABLE_DEPTH, Node, Number, Table, format_number,
     numeral_value,
@@ -411,13 +413,17 @@ impl<'de> serde::de::Visitor<'de> for &mut Entries<'_> {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // The keys seen, by a keyed hash (a payload can be hostile): two keys with one hash
+        // are taken for a repeat, which is only slower (read whole), never wrong, and a large
+        // table's keys are not copied.
+        let hasher = std::hash::RandomState::new();
         let mut seen = std::collections::HashSet::new();
         while let Some(k) = map.next_key_seed(KeyText)? {
             // Number and boolean keys may make an array part; a tag is not a table; a repeated
             // key keeps its first place: all read whole.
             if k.starts_with('#')
                 || [BYTES, NUM, NUMBER_TOKEN].contains(&k.as_ref())
-                || !seen.insert(k.clone())
+                || !seen.insert(hasher.hash_one(&k))
             {
                 return self.give_up();
             }

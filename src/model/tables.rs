@@ -132,6 +132,13 @@ pub fn into_entries(table: Table) -> Vec<Entry> {
 /// keyed entries in order.
 pub fn split_parts<V>(entries: Vec<(Key, V)>) -> Vec<(Part, V)> {
     let seq = crate::lua::sequence_len(entries.iter().map(|(k, _)| k));
+    if seq == 0 {
+        // No array part: every entry keeps its key, in its place (the allocation is reused).
+        return entries
+            .into_iter()
+            .map(|(k, v)| (Part::Keyed(k), v))
+            .collect();
+    }
     let mut array: Vec<(usize, V)> = Vec::with_capacity(seq);
     let mut keyed = Vec::new();
     for (k, v) in entries {
@@ -167,6 +174,25 @@ pub fn assemble_parts<V>(entries: Vec<(Part, V)>) -> Vec<(Key, V)> {
         .iter()
         .filter(|(p, _)| matches!(p, Part::Array))
         .count();
+    // The array part first, and no keyed entry that replaces one of its items: each entry
+    // keeps its place (the allocation is reused; a large table is not copied).
+    let in_order = entries.iter().enumerate().all(|(at, (part, _))| match part {
+        Part::Array => at < in_array,
+        Part::Keyed(k) => k.as_index().is_none_or(|i| i > in_array),
+    });
+    if in_order {
+        let mut next: i64 = 0;
+        return entries
+            .into_iter()
+            .map(|(part, v)| match part {
+                Part::Array => {
+                    next += 1;
+                    (Key::int(next), v)
+                }
+                Part::Keyed(k) => (k, v),
+            })
+            .collect();
+    }
     let mut array = Vec::with_capacity(in_array);
     let mut keyed = Vec::with_capacity(entries.len() - in_array);
     for (part, v) in entries {
@@ -176,11 +202,13 @@ pub fn assemble_parts<V>(entries: Vec<(Part, V)>) -> Vec<(Key, V)> {
         }
     }
     let n = array.len();
-    let mut out: Vec<(Key, V)> = array
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| (Key::int(i as i64 + 1), v))
-        .collect();
+    let mut out: Vec<(Key, V)> = Vec::with_capacity(n + keyed.len());
+    out.extend(
+        array
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (Key::int(i as i64 + 1), v)),
+    );
     for (k, v) in keyed {
         match k.as_index().filter(|&i| i <= n) {
             Some(i) => out[i - 1].1 = v,
@@ -414,6 +442,64 @@ fn plausible(d: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::lua::Number;
+    use proptest::prelude::*;
+
+    fn part() -> impl Strategy<Value = Part> {
+        prop_oneof![
+            Just(Part::Array),
+            (1i64..6).prop_map(|i| Part::Keyed(Key::int(i))),
+            "[a-c]".prop_map(|s| Part::Keyed(Key::Str(s.into_bytes().into()))),
+        ]
+    }
+
+    proptest! {
+        /// Entries are put in table order as Lua would build the table: the array items
+        /// numbered from 1, then the keyed entries, a keyed index of the array part replacing
+        /// its item; the fast path (in place) and the general one agree with that.
+        #[test]
+        fn assembled_parts_are_what_assignments_make(parts in prop::collection::vec(part(), 0..12)) {
+            let entries: Vec<(Part, usize)> = parts.into_iter().enumerate().map(|(i, p)| (p, i)).collect();
+            let n = entries.iter().filter(|(p, _)| matches!(p, Part::Array)).count();
+            let mut expected: Vec<(Key, usize)> = Vec::new();
+            let items = entries.iter().filter(|(p, _)| matches!(p, Part::Array));
+            for (i, (_, v)) in items.enumerate() {
+                expected.push((Key::int(i as i64 + 1), *v));
+            }
+            for (p, v) in &entries {
+                if let Part::Keyed(k) = p {
+                    match k.as_index().filter(|&i| i <= n) {
+                        Some(i) => expected[i - 1].1 = *v,
+                        None => expected.push((k.clone(), *v)),
+                    }
+                }
+            }
+            prop_assert_eq!(assemble_parts(entries), expected);
+        }
+
+        /// Splitting a container's entries and putting them back gives the same entries in
+        /// table order.
+        #[test]
+        fn split_then_assembled_parts_are_the_table(keys in prop::collection::vec(part(), 0..12)) {
+            let mut table = Table::new();
+            for (i, p) in keys.into_iter().enumerate() {
+                let k = match p {
+                    Part::Array => Key::int(i as i64 + 1),
+                    Part::Keyed(k) => k,
+                };
+                table.insert(k, LuaValue::Number(Number::new(i as f64)));
+            }
+            let entries = table.clone().into_entries();
+            let seq = crate::lua::sequence_len(entries.iter().map(|(k, _)| k));
+            let again = assemble_parts(split_parts(entries));
+            prop_assert_eq!(again.len(), table.len());
+            for (i, (k, v)) in again.iter().enumerate() {
+                if i < seq {
+                    prop_assert_eq!(k, &Key::int(i as i64 + 1));
+                }
+                prop_assert_eq!(table.get(k), Some(v));
+            }
+        }
+    }
 
     /// Identity, stamp and shape read from the tree are what the value gives.
     #[test]
