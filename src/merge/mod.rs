@@ -15,11 +15,11 @@
 //! A merge that changes no record changes nothing (tables compare as Lua values).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
 pub mod canonical;
+mod index;
 pub mod layout;
 mod target;
 pub use target::{
@@ -33,6 +33,7 @@ use crate::model::tables::{
 };
 use crate::model::{SAVED_VARIABLES, Target};
 
+use index::Index;
 use layout::{Layout, SETUP_ID, convert, decide};
 
 /// What happened to one incoming table's entries.
@@ -104,7 +105,7 @@ pub struct Prepared {
     layout: Layout,
     slots: Vec<(Part, Held)>,
     stamps: Vec<Option<u64>>,
-    index: HashMap<Vec<u8>, usize>,
+    index: Index,
     duplicates: u32,
     /// Whether a record of the file does not stay as it is, where it is.
     moved: bool,
@@ -188,7 +189,7 @@ struct Merging<'d, 'a> {
     slots: Vec<(Part, Held)>,
     /// The stamp of each slot's record (most verdicts need nothing else of a kept record).
     stamps: Vec<Option<u64>>,
-    index: HashMap<Vec<u8>, usize>,
+    index: Index,
     counts: Counts,
     duplicates: u32,
 }
@@ -203,7 +204,7 @@ impl<'d, 'a> Merging<'d, 'a> {
             scratch: Vec::new(),
             slots: Vec::new(),
             stamps: Vec::new(),
-            index: HashMap::new(),
+            index: Index::default(),
             counts: Counts::default(),
             duplicates: 0,
         }
@@ -296,7 +297,7 @@ impl<'d, 'a> Merging<'d, 'a> {
         stamp: Option<u64>,
     ) -> bool {
         if let Some(id) = &id
-            && let Some(&at) = self.index.get(id)
+            && let Some(at) = self.index.get(id)
         {
             self.duplicates += 1;
             let verdict = judge_by(
@@ -317,9 +318,7 @@ impl<'d, 'a> Merging<'d, 'a> {
             }
             return false;
         }
-        if let Some(id) = id {
-            self.index.insert(id, self.slots.len());
-        }
+        self.index.push(id.as_deref());
         self.stamps.push(stamp);
         self.slots.push((part, held));
         true
@@ -336,9 +335,9 @@ impl<'d, 'a> Merging<'d, 'a> {
             }
         };
         let incoming_stamp = stamp(self.table, &e.value);
-        let Some(&at) = self.index.get(&id) else {
+        let Some(at) = self.index.get(&id) else {
             self.counts.added += 1;
-            self.index.insert(id, self.slots.len());
+            self.index.push(Some(&id));
             self.stamps.push(incoming_stamp);
             let held = self.hold(e.value);
             self.slots.push((e.part, held));
