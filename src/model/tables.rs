@@ -176,10 +176,13 @@ pub fn assemble_parts<V>(entries: Vec<(Part, V)>) -> Vec<(Key, V)> {
         .count();
     // The array part first, and no keyed entry that replaces one of its items: each entry
     // keeps its place (the allocation is reused; a large table is not copied).
-    let in_order = entries.iter().enumerate().all(|(at, (part, _))| match part {
-        Part::Array => at < in_array,
-        Part::Keyed(k) => k.as_index().is_none_or(|i| i > in_array),
-    });
+    let in_order = entries
+        .iter()
+        .enumerate()
+        .all(|(at, (part, _))| match part {
+            Part::Array => at < in_array,
+            Part::Keyed(k) => k.as_index().is_none_or(|i| i > in_array),
+        });
     if in_order {
         let mut next: i64 = 0;
         return entries

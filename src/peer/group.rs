@@ -48,7 +48,7 @@ pub fn source_digest(s: &Source) -> u64 {
     for p in &s.payloads {
         h.update(p.table.as_str().as_bytes());
         h.update(&p.crc.to_le_bytes());
-        h.update(&(p.bytes.len() as u64).to_le_bytes());
+        h.update(&(p.packed.len() as u64).to_le_bytes());
     }
     (u64::from(h.finalize()) << 32) | u64::from(s.metadata) | ((s.payloads.len() as u64) << 1)
 }

@@ -15,7 +15,7 @@ use std::ops::Range;
 use crate::merge::Counts;
 use crate::model::tables::TableName;
 
-use super::chunk::{Payload, slices};
+use super::chunk::{Payload, Unpacker, slices_by};
 use super::wire::{Announce, Checksums, Message, Name, Ranges, SessionId, TableSet};
 use super::{MAX_ROUNDS, Millis, Timing, VERSION};
 
@@ -104,6 +104,8 @@ enum TableState {
 
 struct Outgoing {
     payload: Payload,
+    /// Unpacks the payload's chunks as they are polled.
+    unpacker: Unpacker,
     slices: Vec<Range<usize>>,
     state: TableState,
     rounds: u32,
@@ -115,7 +117,7 @@ impl Outgoing {
         Announce {
             table: self.payload.table,
             total: self.slices.len() as u32,
-            bytes: self.payload.bytes.len() as u64,
+            bytes: self.payload.packed.len() as u64,
             crc: self.payload.crc,
         }
     }
@@ -166,7 +168,12 @@ impl Sender {
             .payloads
             .into_iter()
             .map(|payload| Outgoing {
-                slices: slices(&payload.bytes, &source.toon, payload.table),
+                slices: {
+                    let mut unpacker = Unpacker::new(payload.packed.clone());
+                    let byte = |at| unpacker.byte(at).unwrap_or(0);
+                    slices_by(payload.packed.len(), byte, &source.toon, payload.table)
+                },
+                unpacker: Unpacker::new(payload.packed.clone()),
                 payload,
                 state: TableState::Confirming,
                 rounds: 0,
@@ -289,16 +296,18 @@ impl Sender {
         }
     }
 
-    fn chunk(&self, i: usize, index: u32) -> Option<Message> {
-        let t = &self.tables[i];
+    /// Data message `index` of table `i` (`None`: no such chunk).
+    fn chunk(&mut self, i: usize, index: u32) -> Option<Message> {
+        let t = self.tables.get_mut(i)?;
         let range = t.slices.get(index.checked_sub(1)? as usize)?.clone();
+        let payload = t.unpacker.read(range)?;
         Some(Message::SyncData {
             sid: self.sid,
             toon: self.toon.clone(),
             table: t.payload.table,
             index,
             total: t.slices.len() as u32,
-            payload: t.payload.bytes[range].to_vec(),
+            payload,
         })
     }
 
@@ -845,7 +854,7 @@ mod tests {
                     joined.extend_from_slice(payload);
                 }
             }
-            prop_assert_eq!(&joined[..], &payload.bytes[..]);
+            prop_assert_eq!(Some(joined), payload.packed.to_vec());
         }
     }
 }

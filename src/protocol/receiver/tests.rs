@@ -128,17 +128,19 @@ fn request(sid: u32, account: &str, payloads: &[Payload]) -> Message {
 }
 
 fn announce(p: &Payload) -> Announce {
+    let bytes = p.packed.to_vec().unwrap_or_default();
     Announce {
         table: p.table,
-        total: slices(&p.bytes, &Name::sanitize("Toon-Realm"), p.table).len() as u32,
-        bytes: p.bytes.len() as u64,
+        total: slices(&bytes, &Name::sanitize("Toon-Realm"), p.table).len() as u32,
+        bytes: bytes.len() as u64,
         crc: p.crc,
     }
 }
 
 fn chunks(sid: SessionId, p: &Payload) -> Vec<Message> {
     let toon = Name::sanitize("Toon-Realm");
-    let s = slices(&p.bytes, &toon, p.table);
+    let bytes = p.packed.to_vec().unwrap_or_default();
+    let s = slices(&bytes, &toon, p.table);
     let total = s.len() as u32;
     s.into_iter()
         .enumerate()
@@ -148,7 +150,7 @@ fn chunks(sid: SessionId, p: &Payload) -> Vec<Message> {
             table: p.table,
             index: i as u32 + 1,
             total,
-            payload: p.bytes[r].to_vec(),
+            payload: bytes[r].to_vec(),
         })
         .collect()
 }
