@@ -133,7 +133,9 @@ fn our_shape(doc: &svsync::lua::Document<'_>, node: Node) -> Shape {
                     let key = match f.key {
                         FieldKey::Positional => None,
                         FieldKey::Name(span) => Some(Shape::Token(latin1(doc.text(span)))),
-                        FieldKey::Bracket(k) => Some(Shape::Table(vec![(None, our_shape(doc, k))])),
+                        FieldKey::Bracket(k) => {
+                            Some(Shape::Table(vec![(None, our_shape(doc, doc.key_node(k)))]))
+                        }
                     };
                     (key, our_shape(doc, f.value))
                 })

@@ -23,7 +23,7 @@ pub use number::{NumberError, format_number, is_valid_numeral, numeral_value};
 pub use owned::{ParsedFile, PlacedError};
 pub use parser::{Keep, ParseOptions, parse, parse_with};
 pub use splice::{KeyPath, SpliceError, Splicer, WriteFn, splice};
-pub use syntax::{Document, Field, FieldKey, Global, Kind, Node, Span};
+pub use syntax::{Document, Field, FieldKey, Global, KeyKind, KeyNode, Kind, Node, Span};
 pub use text::{decode_long, decode_quoted, write_quoted};
 pub use value::{Key, LuaValue, NotKept, Number, Table, sequence_len};
 pub use window::{BlockParse, BlocksError, parse_blocks};

@@ -12,7 +12,7 @@ use super::diag::{ErrorCode, ParseError, Position};
 use super::lexer::{Lexer, Tok, Token};
 use super::limits::{Codegen, Constant, Exp, FIELDS_PER_FLUSH, Limits, MAX_TABLE_DEPTH, Overflow};
 use super::number::numeral_value;
-use super::syntax::{Document, Field, FieldKey, Global, Kind, Node, Span};
+use super::syntax::{Document, Field, FieldKey, Global, KeyNode, Kind, Node, Span};
 use super::text::{decode_long, decode_quoted, decode_quoted_into};
 
 /// Which tables to keep in the tree. The whole file is checked either way.
@@ -504,7 +504,15 @@ impl<'a, S: Source<'a>> Parser<'a, '_, S> {
                 let restore = self.codegen.free_reg;
                 self.with_overflow(key_tok.start, |cg| cg.use_as_operand(key_exp))?;
                 let key_text = self.key_text(key_node);
-                self.field_value(FieldKey::Bracket(key_node), Some(restore), key_text)
+                // `scalar` gives a key only a string, number or boolean.
+                let Some(key) = KeyNode::of(key_node) else {
+                    return Err(ParseError::new(
+                        key_tok.start,
+                        ErrorCode::Unexpected,
+                        "expected a string, number or boolean as the key",
+                    ));
+                };
+                self.field_value(FieldKey::Bracket(key), Some(restore), key_text)
             }
             Tok::Name => {
                 let name = self.bytes(tok.start, tok.end);

@@ -10,6 +10,15 @@ use std::borrow::Cow;
 use super::number::numeral_value;
 use super::text::{decode_long, decode_quoted};
 
+/// A quoted string's body decoded (`escaped`: it has a backslash, as the lexer saw).
+fn quoted(body: &[u8], escaped: bool) -> Cow<'_, [u8]> {
+    if escaped {
+        decode_quoted(body)
+    } else {
+        Cow::Borrowed(body)
+    }
+}
+
 /// A byte range `start..end` in the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Span {
@@ -66,8 +75,41 @@ pub enum FieldKey {
     Positional,
     /// `name = value`: the span of the name.
     Name(Span),
-    /// `[key] = value`: the key (a string, number or boolean).
-    Bracket(Node),
+    /// `[key] = value`: the key (a string, number or boolean); [`Document::key_node`] gives it
+    /// as a [`Node`].
+    Bracket(KeyNode),
+}
+
+/// The key of a `[key] = value` field, in 12 bytes: what a [`Node`] of it would say beyond its
+/// kind (where a string's body starts, where a negative number's digits start) is read from
+/// the text when asked for. A large file has millions of fields; each is 32 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyNode {
+    pub span: Span,
+    pub kind: KeyKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Str { long: bool, escaped: bool },
+    Number,
+    Bool(bool),
+}
+
+impl KeyNode {
+    /// The key a value node makes (`None`: nil and tables are not keys).
+    pub fn of(node: Node) -> Option<KeyNode> {
+        let kind = match node.kind {
+            Kind::Str { long, escaped, .. } => KeyKind::Str { long, escaped },
+            Kind::Number { .. } => KeyKind::Number,
+            Kind::Bool(b) => KeyKind::Bool(b),
+            _ => return None,
+        };
+        Some(KeyNode {
+            span: node.span,
+            kind,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +117,8 @@ pub struct Field {
     pub key: FieldKey,
     pub value: Node,
 }
+
+const _: () = assert!(std::mem::size_of::<Field>() == 32);
 
 /// One top-level `Name = value` statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,9 +232,6 @@ impl<'a> Document<'a> {
             }
             let mut field = self.fields[at];
             field.value = remap(field.value);
-            if let FieldKey::Bracket(key) = field.key {
-                field.key = FieldKey::Bracket(remap(key));
-            }
             self.fields[out] = field;
             out += 1;
             at += 1;
@@ -208,14 +249,7 @@ impl<'a> Document<'a> {
         loop {
             let nested = self.fields[first as usize..(first + len) as usize]
                 .iter()
-                .flat_map(|f| {
-                    let key = match f.key {
-                        FieldKey::Bracket(key) => Some(key),
-                        _ => None,
-                    };
-                    key.into_iter().chain(std::iter::once(f.value))
-                })
-                .find_map(|n| match n.kind {
+                .find_map(|f| match f.value.kind {
                     Kind::Table { first, len } => Some((first, len)),
                     _ => None,
                 });
@@ -237,14 +271,17 @@ impl<'a> Document<'a> {
     pub fn string(&self, node: Node) -> Option<Cow<'a, [u8]>> {
         match node.kind {
             Kind::Str {
-                open, close, long, ..
+                open,
+                close,
+                long,
+                escaped,
             } => {
                 let body =
                     &self.src[(node.span.start + open) as usize..(node.span.end - close) as usize];
                 Some(if long {
                     decode_long(body)
                 } else {
-                    decode_quoted(body)
+                    quoted(body, escaped)
                 })
             }
             _ => None,
@@ -282,8 +319,64 @@ impl<'a> Document<'a> {
     pub fn key_string(&self, field: &Field) -> Option<Cow<'a, [u8]>> {
         match field.key {
             FieldKey::Name(span) => Some(Cow::Borrowed(self.text(span))),
-            FieldKey::Bracket(node) => self.string(node),
+            // The common key, `["name"]`, without making its node.
+            FieldKey::Bracket(KeyNode {
+                span,
+                kind:
+                    KeyKind::Str {
+                        long: false,
+                        escaped,
+                    },
+            }) => self
+                .src
+                .get(span.start as usize + 1..(span.end as usize).saturating_sub(1))
+                .map(|body| quoted(body, escaped)),
+            FieldKey::Bracket(key) => self.string(self.key_node(key)),
             FieldKey::Positional => None,
+        }
+    }
+
+    /// A `[key]` as the node the parser made of it.
+    pub fn key_node(&self, key: KeyNode) -> Node {
+        let Span { start, end } = key.span;
+        let kind = match key.kind {
+            KeyKind::Str { long, escaped } => {
+                // A long bracket's level is the count of `=` between its two `[`; a line
+                // break right after it is not part of the string (as the lexer has it).
+                let (open, close) = if long {
+                    let after = self.src.get(start as usize + 1..).unwrap_or_default();
+                    let close = after.iter().take_while(|&&b| b == b'=').count() + 2;
+                    let mut body = start as usize + close;
+                    if matches!(self.src.get(body), Some(b'\n' | b'\r')) {
+                        body = super::text::skip_line_break(self.src, body);
+                    }
+                    ((body - start as usize) as u32, close as u32)
+                } else {
+                    (1, 1)
+                };
+                Kind::Str {
+                    open,
+                    close,
+                    long,
+                    escaped,
+                }
+            }
+            KeyKind::Number => {
+                // After a minus sign, the digits start at the next token (whitespace and
+                // comments may come between).
+                let digits = if self.src.get(start as usize) == Some(&b'-') {
+                    let mut lexer = super::lexer::Lexer::resume(self.src, start as usize + 1, 0);
+                    lexer.next_token().map_or(start + 1, |t| t.start as u32)
+                } else {
+                    start
+                };
+                Kind::Number { digits }
+            }
+            KeyKind::Bool(b) => Kind::Bool(b),
+        };
+        Node {
+            span: Span { start, end },
+            kind,
         }
     }
 
@@ -302,7 +395,7 @@ impl<'a> Document<'a> {
             FieldKey::Name(span) => span.start,
             // The `[` is just before the key expression, possibly with trivia between; the
             // key's own span is a good place to point at.
-            FieldKey::Bracket(node) => node.span.start,
+            FieldKey::Bracket(key) => key.span.start,
         }
     }
 }
@@ -321,12 +414,53 @@ mod tests {
                 for f in doc.fields(node) {
                     stack.push(f.value);
                     if let FieldKey::Bracket(k) = f.key {
-                        stack.push(k);
+                        stack.push(doc.key_node(k));
                     }
                 }
             }
         }
         out
+    }
+
+    /// A `[key]` kept in 12 bytes reads back as the node the parser made: long brackets of
+    /// any level, escapes, negative numbers with trivia after the minus, booleans.
+    #[test]
+    fn bracket_keys_read_back_as_their_nodes() {
+        let src = b"X = { [ [==[a]]b]==] ] = 1, [- --[[c]]\n 5] = 2, [-5e1] = 3, [\"q\\\"x\"] = 4,\n\
+                    [true] = 5, [0x10] = 6, [ [[l]] ] = 7, [false] = 8, [7] = 9, [ [=[\r\nn\r\n]=] ] = 10,\n\
+                    [ [[\n]] ] = 11 }";
+        let doc = crate::lua::parse(src).unwrap();
+        let table = doc.global("X").unwrap().value;
+        let keys: Vec<_> = doc
+            .fields(table)
+            .iter()
+            .map(|f| {
+                let FieldKey::Bracket(k) = f.key else {
+                    panic!("a bracket key");
+                };
+                let node = doc.key_node(k);
+                assert_eq!(node.span, k.span);
+                (doc.field_key(f, 0), doc.number_text(node))
+            })
+            .collect();
+        use crate::lua::{Key, Number};
+        let num = |n: f64| Some(Key::Num(Number::new(n)));
+        assert_eq!(
+            keys,
+            vec![
+                (Some(Key::str("a]]b")), None),
+                (num(-5.0), Some("-5".into())),
+                (num(-50.0), Some("-5e1".into())),
+                (Some(Key::str("q\"x")), None),
+                (Some(Key::Bool(true)), None),
+                (num(16.0), Some("0x10".into())),
+                (Some(Key::str("l")), None),
+                (Some(Key::Bool(false)), None),
+                (num(7.0), Some("7".into())),
+                (Some(Key::str("n\n")), None),
+                (Some(Key::str("")), None),
+            ]
+        );
     }
 
     /// Deferring any set of tables keeps every value (deferred ones read from their text) and

@@ -494,12 +494,15 @@ impl Document<'_> {
                         table.position_of(&Key::int(positional))
                     }
                     FieldKey::Name(span) => table.position_of_str(self.text(span)),
-                    FieldKey::Bracket(key) => match key.kind {
-                        Kind::Str { .. } => {
-                            self.string(key).and_then(|k| table.position_of_str(&k))
+                    FieldKey::Bracket(key) => {
+                        let key = self.key_node(key);
+                        match key.kind {
+                            Kind::Str { .. } => {
+                                self.string(key).and_then(|k| table.position_of_str(&k))
+                            }
+                            _ => self.key(key).and_then(|k| table.position_of(&k)),
                         }
-                        _ => self.key(key).and_then(|k| table.position_of(&k)),
-                    },
+                    }
                 };
                 match place {
                     Some(p) if !seen[p] => {
@@ -556,7 +559,7 @@ impl Document<'_> {
         match field.key {
             FieldKey::Positional => Some(Key::int(positional as i64)),
             FieldKey::Name(span) => Some(Key::Str(self.text(span).into())),
-            FieldKey::Bracket(key) => self.key(key),
+            FieldKey::Bracket(key) => self.key(self.key_node(key)),
         }
     }
 
@@ -588,7 +591,7 @@ impl Document<'_> {
                 }
                 FieldKey::Name(span) => builder.set(Key::Str(self.text(span).into()), value),
                 FieldKey::Bracket(key) => {
-                    if let Some(key) = self.key(key) {
+                    if let Some(key) = self.key(self.key_node(key)) {
                         builder.set(key, value);
                     }
                 }

@@ -249,7 +249,7 @@ impl BlockParse {
             match field.key {
                 FieldKey::Positional => {}
                 FieldKey::Name(span) => add(span.start, span.end),
-                FieldKey::Bracket(node) => add(node.span.start, node.span.end),
+                FieldKey::Bracket(key) => add(key.span.start, key.span.end),
             }
             add_node(&field.value, &mut add);
         }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::lua::{Document, FieldKey, Kind, Node};
+use crate::lua::{Document, FieldKey, KeyKind, Kind, Node};
 
 use super::tables::{Container, TableName, stamp_of_date, stamp_of_digits, stamp_of_number};
 use super::{SAVED_VARIABLES, SHARED_DATA, SHARED_DATA_REMOTE};
@@ -159,7 +159,7 @@ fn check_current_addon(doc: &Document<'_>, shared: Node, sink: &mut Sink) {
                 .filter(|d| matches!(d.kind, Kind::Table { .. }));
             let keyed_by_string = match f.key {
                 FieldKey::Name(_) => true,
-                FieldKey::Bracket(k) => matches!(k.kind, Kind::Str { .. }),
+                FieldKey::Bracket(k) => matches!(k.kind, KeyKind::Str { .. }),
                 FieldKey::Positional => false,
             };
             let readable = matches!(record.kind, Kind::Table { .. })
@@ -173,7 +173,7 @@ fn check_current_addon(doc: &Document<'_>, shared: Node, sink: &mut Sink) {
                 };
             if !readable {
                 unreadable.push(match f.key {
-                    FieldKey::Bracket(k) => k,
+                    FieldKey::Bracket(k) => doc.key_node(k),
                     _ => record,
                 });
             }
@@ -220,8 +220,11 @@ fn check_container(doc: &Document<'_>, path: &str, table: TableName, node: Node,
                 None
             }
             FieldKey::Name(span) => Some(doc.text(span).to_vec()),
-            FieldKey::Bracket(k) => match k.kind {
-                Kind::Number { .. } => {
+            FieldKey::Bracket(k) => match doc.key_node(k) {
+                k @ Node {
+                    kind: Kind::Number { .. },
+                    ..
+                } => {
                     match doc
                         .number(k)
                         .filter(|v| v.fract() == 0.0 && *v >= 1.0 && *v < 1e15)
@@ -238,7 +241,7 @@ fn check_container(doc: &Document<'_>, path: &str, table: TableName, node: Node,
                     }
                     None
                 }
-                _ => doc.string(k).map(|s| s.into_owned()),
+                k => doc.string(k).map(|s| s.into_owned()),
             },
         };
         if !matches!(
@@ -257,7 +260,7 @@ fn check_container(doc: &Document<'_>, path: &str, table: TableName, node: Node,
         }
         items.push(Item {
             at: match field.key {
-                FieldKey::Bracket(k) => k,
+                FieldKey::Bracket(k) => doc.key_node(k),
                 _ => field.value,
             },
             key,
@@ -483,12 +486,12 @@ fn shape(doc: &Document<'_>, node: Node) -> Option<Container> {
     let fields = doc.fields(node);
     let array = fields.iter().any(|f| match f.key {
         FieldKey::Positional => true,
-        FieldKey::Bracket(k) => matches!(k.kind, Kind::Number { .. }),
+        FieldKey::Bracket(k) => matches!(k.kind, KeyKind::Number),
         FieldKey::Name(_) => false,
     });
     let keyed = fields.iter().any(|f| match f.key {
         FieldKey::Name(_) => true,
-        FieldKey::Bracket(k) => !matches!(k.kind, Kind::Number { .. }),
+        FieldKey::Bracket(k) => !matches!(k.kind, KeyKind::Number),
         FieldKey::Positional => false,
     });
     (array || keyed).then_some(Container { array, keyed })

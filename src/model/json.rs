@@ -20,8 +20,8 @@
 use std::hash::BuildHasher;
 
 use crate::lua::{
-    Document, FieldKey, Key, Kind, LuaValue, MAX_TABLE_DEPTH, Node, Number, Table, format_number,
-    numeral_value,
+    Document, FieldKey, Key, KeyKind, Kind, LuaValue, MAX_TABLE_DEPTH, Node, Number, Table,
+    format_number, numeral_value,
 };
 use crate::model::tables::{Entry, Part};
 
@@ -281,7 +281,7 @@ fn encode_plain_table(
     for f in fields {
         match f.key {
             FieldKey::Name(_) => keys.push(doc.key_string(f).unwrap_or_default()),
-            FieldKey::Bracket(k) if matches!(k.kind, Kind::Str { .. }) => {
+            FieldKey::Bracket(k) if matches!(k.kind, KeyKind::Str { .. }) => {
                 keys.push(doc.key_string(f).unwrap_or_default());
             }
             _ => return Ok(false),
