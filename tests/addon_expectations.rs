@@ -132,7 +132,9 @@ fn merge(from: &Account, to: &[u8], target: Target) -> Option<Vec<u8>> {
     .unwrap();
     let mut file = TargetFile::open(to.to_vec(), target).unwrap();
     for p in &source.payloads {
-        let Ok(LuaValue::Table(t)) = from_json_bytes(&p.packed.to_vec().unwrap_or_default()) else {
+        let Ok(LuaValue::Table(t)) =
+            from_json_bytes(&p.packed.to_vec().expect("a payload unpacks"))
+        else {
             panic!("{}: payload of {} does not decode", from.name, p.table);
         };
         file.merge(p.table, t);

@@ -31,7 +31,8 @@ fn source(name: &str) -> Source {
 fn expected(source: &Source, receiver: &[u8], target: Target) -> Vec<u8> {
     let mut t = TargetFile::open(receiver.to_vec(), target).unwrap();
     for p in &source.payloads {
-        let Ok(LuaValue::Table(table)) = from_json_bytes(&p.packed.to_vec().unwrap_or_default())
+        let Ok(LuaValue::Table(table)) =
+            from_json_bytes(&p.packed.to_vec().expect("a payload unpacks"))
         else {
             panic!("payload of {} is not a table", p.table);
         };

@@ -91,8 +91,15 @@ pub struct KeyNode {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
-    Str { long: bool, escaped: bool },
-    Number,
+    Str {
+        long: bool,
+        escaped: bool,
+    },
+    /// `minus`: how far the digits are from the start (0 without a minus sign; `u16::MAX`: at
+    /// least that far, found again by skipping what is between).
+    Number {
+        minus: u16,
+    },
     Bool(bool),
 }
 
@@ -101,7 +108,9 @@ impl KeyNode {
     pub fn of(node: Node) -> Option<KeyNode> {
         let kind = match node.kind {
             Kind::Str { long, escaped, .. } => KeyKind::Str { long, escaped },
-            Kind::Number { .. } => KeyKind::Number,
+            Kind::Number { digits } => KeyKind::Number {
+                minus: u16::try_from(digits.saturating_sub(node.span.start)).unwrap_or(u16::MAX),
+            },
             Kind::Bool(b) => KeyKind::Bool(b),
             _ => return None,
         };
@@ -361,17 +370,20 @@ impl<'a> Document<'a> {
                     escaped,
                 }
             }
-            KeyKind::Number => {
-                // After a minus sign, the digits start at the next token (whitespace and
-                // comments may come between).
-                let digits = if self.src.get(start as usize) == Some(&b'-') {
-                    let mut lexer = super::lexer::Lexer::resume(self.src, start as usize + 1, 0);
-                    lexer.next_token().map_or(start + 1, |t| t.start as u32)
-                } else {
-                    start
+            KeyKind::Number { minus: u16::MAX } => {
+                // Whitespace and comments come between the minus sign and the digits.
+                let mut lexer = super::lexer::Lexer::resume(self.src, start as usize + 1, 0);
+                let digits = match lexer.skip_trivia() {
+                    Ok(()) => lexer.pos as u32,
+                    Err(_) => start + 1,
                 };
-                Kind::Number { digits }
+                Kind::Number {
+                    digits: digits.min(end),
+                }
             }
+            KeyKind::Number { minus } => Kind::Number {
+                digits: (start + u32::from(minus)).min(end),
+            },
             KeyKind::Bool(b) => Kind::Bool(b),
         };
         Node {
@@ -461,6 +473,17 @@ mod tests {
                 (Some(Key::str("")), None),
             ]
         );
+        // Digits farther from their minus sign than a key notes are found again.
+        for gap in [1, 65_534, 65_535, 70_000] {
+            let src = format!("X = {{ [-{}--[[c]]5] = 1 }}", " ".repeat(gap));
+            let doc = crate::lua::parse(src.as_bytes()).unwrap();
+            let field = doc.fields(doc.global("X").unwrap().value)[0];
+            let FieldKey::Bracket(k) = field.key else {
+                panic!("a bracket key");
+            };
+            assert_eq!(doc.field_key(&field, 0), num(-5.0), "{gap}");
+            assert_eq!(doc.number_text(doc.key_node(k)).as_deref(), Some("-5"));
+        }
     }
 
     /// Deferring any set of tables keeps every value (deferred ones read from their text) and

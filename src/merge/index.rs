@@ -78,13 +78,20 @@ impl std::fmt::Debug for Index {
     }
 }
 
-/// Two indexes are equal when they hold the same identities for the same slots.
+/// Two indexes are equal when they hold the same identities for the same slots, and index
+/// the same slots (an empty identity and none look alike in `ids`).
 impl PartialEq for Index {
     fn eq(&self, other: &Index) -> bool {
+        let indexed = |index: &Index, slot: usize| {
+            let id = identity(&index.ids, &index.ends, slot);
+            index.get(id) == Some(slot)
+        };
         self.ends.len() == other.ends.len()
             && self.table.len() == other.table.len()
-            && (0..self.ends.len())
-                .all(|s| identity(&self.ids, &self.ends, s) == identity(&other.ids, &other.ends, s))
+            && (0..self.ends.len()).all(|s| {
+                identity(&self.ids, &self.ends, s) == identity(&other.ids, &other.ends, s)
+                    && indexed(self, s) == indexed(other, s)
+            })
     }
 }
 
@@ -117,6 +124,15 @@ mod tests {
                 prop_assert_eq!(index.get(id.as_bytes()), map.get(id.as_bytes()).copied());
             }
             prop_assert_eq!(index.get(b"zz"), None);
+            // An empty identity is not the same as none.
+            if index.get(b"").is_none() {
+                let (mut with, mut without) = (index.clone(), index.clone());
+                with.push(Some(b""));
+                without.push(None);
+                prop_assert!(with.get(b"").is_some());
+                prop_assert!(with != without);
+                prop_assert!(with == with.clone());
+            }
         }
     }
 }

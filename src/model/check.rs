@@ -486,12 +486,12 @@ fn shape(doc: &Document<'_>, node: Node) -> Option<Container> {
     let fields = doc.fields(node);
     let array = fields.iter().any(|f| match f.key {
         FieldKey::Positional => true,
-        FieldKey::Bracket(k) => matches!(k.kind, KeyKind::Number),
+        FieldKey::Bracket(k) => matches!(k.kind, KeyKind::Number { .. }),
         FieldKey::Name(_) => false,
     });
     let keyed = fields.iter().any(|f| match f.key {
         FieldKey::Name(_) => true,
-        FieldKey::Bracket(k) => !matches!(k.kind, KeyKind::Number),
+        FieldKey::Bracket(k) => !matches!(k.kind, KeyKind::Number { .. }),
         FieldKey::Positional => false,
     });
     (array || keyed).then_some(Container { array, keyed })

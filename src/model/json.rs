@@ -413,21 +413,22 @@ impl<'de> serde::de::Visitor<'de> for &mut Entries<'_> {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        // The keys seen, by a keyed hash (a payload can be hostile): two keys with one hash
-        // are taken for a repeat, which is only slower (read whole), never wrong, and a large
-        // table's keys are not copied.
+        // The keys seen, by a keyed hash of the key they decode to (a payload can be hostile,
+        // and two texts can name one key): two keys with one hash are taken for a repeat,
+        // which is only slower (read whole), never wrong, and a large table's keys are not
+        // copied.
         let hasher = std::hash::RandomState::new();
         let mut seen = std::collections::HashSet::new();
         while let Some(k) = map.next_key_seed(KeyText)? {
             // Number and boolean keys may make an array part; a tag is not a table; a repeated
             // key keeps its first place: all read whole.
-            if k.starts_with('#')
-                || [BYTES, NUM, NUMBER_TOKEN].contains(&k.as_ref())
-                || !seen.insert(hasher.hash_one(&k))
-            {
+            if k.starts_with('#') || [BYTES, NUM, NUMBER_TOKEN].contains(&k.as_ref()) {
                 return self.give_up();
             }
             let key = decode_key(&k).map_err(fail)?;
+            if !seen.insert(hasher.hash_one(&key)) {
+                return self.give_up();
+            }
             let value = map.next_value_seed(Decode { depth: 1 })?;
             (self.f)(Entry {
                 part: Part::Keyed(key),
@@ -804,6 +805,7 @@ mod tests {
         for whole in [
             r##"{"#1":"a"}"##,
             r#"{"a":1,"a":2}"#,
+            r#"{"a":1,"$x61":2}"#,
             r#"{"$bytes":"00"}"#,
             "1.5",
             "7",

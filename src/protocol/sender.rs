@@ -300,7 +300,10 @@ impl Sender {
     fn chunk(&mut self, i: usize, index: u32) -> Option<Message> {
         let t = self.tables.get_mut(i)?;
         let range = t.slices.get(index.checked_sub(1)? as usize)?.clone();
-        let payload = t.unpacker.read(range)?;
+        let payload = t.unpacker.read(range);
+        // The slices are of the payload's length, and bytes packed here unpack.
+        debug_assert!(payload.is_some(), "chunk {index} of table {i} unpacks");
+        let payload = payload?;
         Some(Message::SyncData {
             sid: self.sid,
             toon: self.toon.clone(),

@@ -128,7 +128,7 @@ fn request(sid: u32, account: &str, payloads: &[Payload]) -> Message {
 }
 
 fn announce(p: &Payload) -> Announce {
-    let bytes = p.packed.to_vec().unwrap_or_default();
+    let bytes = p.packed.to_vec().expect("a payload unpacks");
     Announce {
         table: p.table,
         total: slices(&bytes, &Name::sanitize("Toon-Realm"), p.table).len() as u32,
@@ -139,7 +139,7 @@ fn announce(p: &Payload) -> Announce {
 
 fn chunks(sid: SessionId, p: &Payload) -> Vec<Message> {
     let toon = Name::sanitize("Toon-Realm");
-    let bytes = p.packed.to_vec().unwrap_or_default();
+    let bytes = p.packed.to_vec().expect("a payload unpacks");
     let s = slices(&bytes, &toon, p.table);
     let total = s.len() as u32;
     s.into_iter()
