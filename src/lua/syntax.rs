@@ -81,8 +81,9 @@ pub enum FieldKey {
 }
 
 /// The key of a `[key] = value` field, in 12 bytes: what a [`Node`] of it would say beyond its
-/// kind (where a string's body starts, where a negative number's digits start) is read from
-/// the text when asked for. A large file has millions of fields; each is 32 bytes.
+/// kind (where a long string's body starts) is read from the text when asked for, and a
+/// negative number notes how far its digits are from the minus. A large file has millions of
+/// fields; each is 32 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyNode {
     pub span: Span,
