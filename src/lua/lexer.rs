@@ -216,7 +216,7 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    pub(crate) fn skip_trivia(&mut self) -> Result<(), ParseError> {
+    fn skip_trivia(&mut self) -> Result<(), ParseError> {
         let src = self.src;
         let mut i = self.pos;
         loop {

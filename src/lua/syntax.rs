@@ -372,12 +372,13 @@ impl<'a> Document<'a> {
                 }
             }
             KeyKind::Number { minus: u16::MAX } => {
-                // Whitespace and comments come between the minus sign and the digits.
+                // 64 KiB or more of whitespace and comments between the minus sign and the
+                // digits: the digits are the next token. (The lexer also reads the byte after
+                // them, which `validate`'s sparse copy of a large file may not hold: there such
+                // a key reads as no number, and `validate` warns about it as about any number
+                // key that is not an index.)
                 let mut lexer = super::lexer::Lexer::resume(self.src, start as usize + 1, 0);
-                let digits = match lexer.skip_trivia() {
-                    Ok(()) => lexer.pos as u32,
-                    Err(_) => start + 1,
-                };
+                let digits = lexer.next_token().map_or(start + 1, |t| t.start as u32);
                 Kind::Number {
                     digits: digits.min(end),
                 }
