@@ -329,18 +329,6 @@ impl<'a> Document<'a> {
     pub fn key_string(&self, field: &Field) -> Option<Cow<'a, [u8]>> {
         match field.key {
             FieldKey::Name(span) => Some(Cow::Borrowed(self.text(span))),
-            // The common key, `["name"]`, without making its node.
-            FieldKey::Bracket(KeyNode {
-                span,
-                kind:
-                    KeyKind::Str {
-                        long: false,
-                        escaped,
-                    },
-            }) => self
-                .src
-                .get(span.start as usize + 1..(span.end as usize).saturating_sub(1))
-                .map(|body| quoted(body, escaped)),
             FieldKey::Bracket(key) => self.string(self.key_node(key)),
             FieldKey::Positional => None,
         }

@@ -68,13 +68,16 @@ impl Packed {
     pub fn to_vec(&self) -> Option<Vec<u8>> {
         let mut out = vec![0; self.len];
         for (block, packed) in out.chunks_mut(BLOCK).zip(&self.blocks) {
-            let n = lz4_flex::block::decompress_into(packed, block).ok()?;
-            if n != block.len() {
-                return None;
-            }
+            unpack(packed, block)?;
         }
         Some(out)
     }
+}
+
+/// Unpacks one block into `out`, which it must fill exactly.
+fn unpack(packed: &[u8], out: &mut [u8]) -> Option<()> {
+    let n = lz4_flex::block::decompress_into(packed, out).ok()?;
+    (n == out.len()).then_some(())
 }
 
 impl std::fmt::Debug for Packed {
@@ -107,10 +110,7 @@ impl Unpacker {
             self.block = None;
             let size = self.packed.len.checked_sub(block * BLOCK)?.min(BLOCK);
             self.buf.resize(size, 0);
-            let n = lz4_flex::block::decompress_into(self.packed.blocks.get(block)?, &mut self.buf);
-            if n.ok()? != size {
-                return None;
-            }
+            unpack(self.packed.blocks.get(block)?, &mut self.buf)?;
             self.block = Some(block);
         }
         Some(&self.buf)

@@ -167,17 +167,18 @@ impl Sender {
         let tables = source
             .payloads
             .into_iter()
-            .map(|payload| Outgoing {
-                slices: {
-                    let mut unpacker = Unpacker::new(payload.packed.clone());
-                    let byte = |at| unpacker.byte(at).unwrap_or(0);
-                    slices_by(payload.packed.len(), byte, &source.toon, payload.table)
-                },
-                unpacker: Unpacker::new(payload.packed.clone()),
-                payload,
-                state: TableState::Confirming,
-                rounds: 0,
-                counts: None,
+            .map(|payload| {
+                let mut unpacker = Unpacker::new(payload.packed.clone());
+                let byte = |at| unpacker.byte(at).unwrap_or(0);
+                let slices = slices_by(payload.packed.len(), byte, &source.toon, payload.table);
+                Outgoing {
+                    slices,
+                    unpacker,
+                    payload,
+                    state: TableState::Confirming,
+                    rounds: 0,
+                    counts: None,
+                }
             })
             .collect();
         Sender {
